@@ -1,0 +1,33 @@
+# Two commands for a fresh machine; each creates the environment when missing.
+#   make demo   - fedmer simulate on the built-in synthetic cohort
+#   make test   - the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build: an unpinned torch would pull several GB of CUDA wheels.
+# On a GPU machine, override: make TORCH_SPEC="torch==2.13.0" TORCH_INDEX=...
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.fedmer-installed
+
+.PHONY: demo test bench env clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fedmer simulate
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

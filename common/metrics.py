@@ -1,0 +1,65 @@
+"""MER metrics computed from a pooled confusion matrix.
+
+The field reports UF1 and UAR on predictions pooled over all folds (or, in
+federated evaluation, over all held-out devices), so everything here starts
+from a confusion matrix rather than from per-fold averages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(
+    y_true: Sequence[int], y_pred: Sequence[int], num_classes: int
+) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        cm[int(t), int(p)] += 1
+    return cm
+
+
+def uf1(cm: np.ndarray) -> float:
+    """Unweighted F1: mean over classes of 2TP / (2TP + FP + FN).
+
+    A class absent from both truth and predictions has an undefined F1; it is
+    left out of the mean rather than counted as 0 or 1.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    denom = 2 * tp + fp + fn
+    present = denom > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(2 * tp[present] / denom[present]))
+
+
+def uar(cm: np.ndarray) -> float:
+    """Unweighted average recall: mean over classes of TP / N_c (classes with N_c > 0)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    support = cm.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+def accuracy(cm: np.ndarray) -> float:
+    """Fraction of correct predictions."""
+    total = float(np.sum(cm))
+    return float(np.trace(cm)) / total if total else 0.0
+
+
+def summarize(cm: np.ndarray) -> dict[str, object]:
+    """UF1, UAR, accuracy and the confusion matrix as plain Python values."""
+    return {
+        "uf1": uf1(cm),
+        "uar": uar(cm),
+        "accuracy": accuracy(cm),
+        "confusion": np.asarray(cm, dtype=np.int64).tolist(),
+    }

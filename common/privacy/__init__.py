@@ -1,0 +1,1 @@
+"""Differential-privacy accounting shared by devices, the server and the auditor."""

@@ -1,0 +1,124 @@
+"""Who is out there: each device's role, id and number of usable clips.
+
+Before the first round the server asks every connected node (a QUERY message)
+for its role. Training messages then go only to ``train`` devices and
+evaluation messages only to ``heldout`` devices, so held-out subjects never
+contribute a gradient. Only scalars and short strings come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from common.payload_guard import INFO_KEY, METRICS_KEY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device says about itself in the census."""
+
+    node_id: int
+    device_id: str
+    role: str
+    num_clips: int
+
+
+@dataclass(frozen=True)
+class Census:
+    devices: dict[int, DeviceInfo]
+
+    def nodes_with_role(self, role: str) -> list[int]:
+        return sorted(n for n, d in self.devices.items() if d.role == role)
+
+    def device_id(self, node_id: int) -> str:
+        info = self.devices.get(node_id)
+        return info.device_id if info else f"node-{node_id}"
+
+
+def wait_for_nodes(grid: Grid, min_nodes: int, timeout: float) -> None:
+    """Block until ``min_nodes`` devices are connected, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while len(node_ids := list(grid.get_node_ids())) < min_nodes:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"only {len(node_ids)} of the required {min_nodes} devices connected "
+                f"within {timeout:.0f}s"
+            )
+        time.sleep(1.0)
+
+
+def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Census:
+    """Ask every connected device not yet in ``known`` for its role.
+
+    Called before every round, so devices that connect (or reconnect with a
+    new node id) later are put to work too.
+    """
+    devices = dict(known.devices) if known else {}
+    node_ids = [n for n in grid.get_node_ids() if n not in devices]
+    if not node_ids:
+        return Census(devices)
+    messages = [
+        Message(
+            RecordDict({"config": ConfigRecord({})}),
+            message_type=MessageType.QUERY,
+            dst_node_id=node_id,
+        )
+        for node_id in node_ids
+    ]
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node_id = reply.metadata.src_node_id
+        if reply.has_error():
+            log.warning("census: node %s failed to answer: %s", node_id, reply.error.reason)
+            continue
+        info = reply.content.config_records[INFO_KEY]
+        metrics = reply.content.metric_records[METRICS_KEY]
+        devices[node_id] = DeviceInfo(
+            node_id=node_id,
+            device_id=str(info["device-id"]),
+            role=str(info["role"]),
+            num_clips=int(metrics["num-clips"]),
+        )
+    return Census(devices)
+
+
+class NodeSubsetGrid(Grid):
+    """A view of a Grid that exposes only some nodes to a strategy's sampler.
+
+    Flower's strategies sample from ``grid.get_node_ids()``; restricting that
+    set is how training stays on ``train`` devices and evaluation on
+    ``heldout`` devices without re-implementing any strategy.
+    """
+
+    def __init__(self, grid: Grid, allowed: Iterable[int]) -> None:
+        self._grid = grid
+        self._allowed = frozenset(allowed)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return [n for n in self._grid.get_node_ids() if n in self._allowed]
+
+    def set_run(self, run_id):  # type: ignore[no-untyped-def]
+        return self._grid.set_run(run_id)
+
+    @property
+    def run(self):  # type: ignore[no-untyped-def]
+        return self._grid.run
+
+    def create_message(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._grid.create_message(*args, **kwargs)
+
+    def push_messages(self, messages):  # type: ignore[no-untyped-def]
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids):  # type: ignore[no-untyped-def]
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(self, messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        return self._grid.send_and_receive(messages, timeout=timeout)

@@ -1,0 +1,55 @@
+"""The server's view of each device's cumulative sample-level privacy spend.
+
+Devices report cumulative epsilon (their accountant never resets), so the
+latest report per device is its total; the run's figure is the worst device.
+Devices that sat out a round keep their previous total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from flwr.app import MetricRecord
+
+
+@dataclass(frozen=True)
+class DevicePrivacy:
+    """Sample-level DP-SGD accounting one device reported after its last round."""
+
+    device_id: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    delta: float
+    epsilon: float
+    last_round: int
+
+
+class PrivacyTracker:
+    def __init__(self) -> None:
+        self._devices: dict[str, DevicePrivacy] = {}
+
+    def record(self, device_id: str, server_round: int, metrics: MetricRecord) -> None:
+        epsilon = float(metrics["epsilon"])
+        previous = self._devices.get(device_id)
+        if previous is not None and epsilon + 1e-9 < previous.epsilon:
+            raise ValueError(
+                f"device {device_id} reported epsilon {epsilon:.4f} in round "
+                f"{server_round}, below its earlier {previous.epsilon:.4f}: its "
+                "accountant was reset, so its reports cannot be trusted"
+            )
+        self._devices[device_id] = DevicePrivacy(
+            device_id=device_id,
+            noise_multiplier=float(metrics["noise-multiplier"]),
+            sample_rate=float(metrics["sample-rate"]),
+            steps=int(metrics["total-steps"]),
+            delta=float(metrics["delta"]),
+            epsilon=epsilon,
+            last_round=server_round,
+        )
+
+    def worst_epsilon(self) -> float:
+        return max((d.epsilon for d in self._devices.values()), default=0.0)
+
+    def as_dict(self) -> dict[str, dict[str, float | int | str]]:
+        return {k: asdict(v) for k, v in sorted(self._devices.items())}

@@ -1,0 +1,37 @@
+"""PNG plot of held-out UF1, UAR and cumulative epsilon against the round."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def plot_rounds(rounds: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Two y-axes: utility (left) and cumulative sample-level epsilon (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on devices and CI
+    import matplotlib.pyplot as plt
+
+    xs = [r["round"] for r in rounds]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.plot(xs, [r["uf1"] for r in rounds], "o-", label="held-out UF1")
+    ax.plot(xs, [r["uar"] for r in rounds], "s-", label="held-out UAR")
+    ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (3 classes)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("UF1 / UAR")
+    ax.set_ylim(0, 1)
+    ax2 = ax.twinx()
+    ax2.plot(xs, [r["epsilon"] for r in rounds], "^--", color="tab:red", label="ε (worst device)")
+    ax2.set_ylabel("cumulative sample-level ε (RDP)", color="tab:red")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
+    ax.set_title(title or "fedmer: held-out utility and privacy spend per round")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

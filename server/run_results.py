@@ -1,0 +1,79 @@
+"""The ``results.json`` contract and the files a run leaves behind.
+
+Later tooling reads these keys:
+
+* ``rounds``: ``round``, ``uf1``, ``uar``, ``accuracy``, ``epsilon`` (the
+  maximum over devices of cumulative sample-level epsilon), and more;
+* ``final``: ``uf1``, ``uar``, ``accuracy``, ``confusion`` of the last round
+  (never a round picked by looking at held-out scores);
+* ``privacy``: per-device sigma, q, steps, delta, epsilon;
+* ``config``: the run config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.atomic_io import write_bytes_atomic, write_json_atomic
+
+RESULTS_FILE = "results.json"
+MODEL_FILE = "final_model.pt"
+PLOT_FILE = "rounds.png"
+
+PRIVACY_NOTE = (
+    "epsilon is sample-level (per clip) DP-SGD, cumulative over all rounds, "
+    "reported by the RDP accountant. It is not subject-level: a subject with k "
+    "clips is protected at roughly k times that epsilon (group privacy)."
+)
+
+
+@dataclass
+class RunResults:
+    config: dict[str, Any]
+    classes: list[str]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    privacy: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, Any] = field(default_factory=dict)
+
+    def add_round(self, entry: dict[str, Any]) -> None:
+        self.rounds.append(entry)
+
+    def to_json(self) -> dict[str, Any]:
+        last = self.rounds[-1] if self.rounds else {}
+        final = {k: last.get(k) for k in ("round", "uf1", "uar", "accuracy", "confusion")}
+        return {
+            "config": self.config,
+            "classes": self.classes,
+            "rounds": self.rounds,
+            "final": final,
+            "privacy": {
+                "unit": "sample-level (one clip)",
+                "accountant": "rdp",
+                "note": PRIVACY_NOTE,
+                "worst_epsilon": max(
+                    (d["epsilon"] for d in self.privacy.values()), default=0.0
+                ),
+                "devices": self.privacy,
+            },
+            "devices": self.devices,
+        }
+
+    def save(self, out_dir: Path) -> Path:
+        path = out_dir / RESULTS_FILE
+        write_json_atomic(path, self.to_json())
+        return path
+
+
+def save_model(state_dict: dict[str, torch.Tensor], out_dir: Path, name: str = MODEL_FILE) -> Path:
+    """Save a model state dict atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    path = out_dir / name
+    write_bytes_atomic(path, buffer.getvalue())
+    return path

@@ -1,0 +1,84 @@
+"""Run fedmer's own ServerApp and ClientApp on Flower's Simulation Runtime.
+
+This is the one seam where fedmer touches a private Flower function. The
+public ``flwr.simulation.run_simulation`` cannot pass a run config to the
+apps, and ``fedmer simulate`` must run the very same apps that ``flwr run .``
+runs, with the user's settings. So, like Flower's own ``flwr-simulation``
+process, this writes a minimal Flower App folder whose ``pyproject.toml``
+declares the run config, and starts ``_run_simulation`` with a Run and a
+ServerApp context built from it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from pathlib import Path
+
+from flwr.app import Context, RecordDict
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+from common.run_config import RunConfig
+
+
+def run_flower_simulation(
+    cfg: RunConfig, num_supernodes: int, cpus_per_client: float = 1.0, verbose: bool = False
+) -> None:
+    """Run the fedmer apps for ``cfg`` on ``num_supernodes`` simulated devices."""
+    # Imported here: importing Flower's simulation module pulls in Ray.
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.constant import NOOP_FEDERATION_ID
+    from flwr.supercore.telemetry import EventType
+
+    from client.client_app import app as client_app
+    from server.server_app import app as server_app
+
+    run_config = cfg.to_flower()
+    with tempfile.TemporaryDirectory(prefix="fedmer-app-") as app_dir:
+        _write_app_manifest(Path(app_dir), run_config)
+        run = Run.create_empty(run_id=secrets.randbits(63))
+        run.primary_task_id = secrets.randbits(63)
+        run.federation_id = NOOP_FEDERATION_ID
+        TaskIdentity.task_id = 1
+        TaskIdentity.run_id = run.run_id
+        TaskIdentity.node_id = SUPERLINK_NODE_ID
+        context = Context(
+            run_id=run.run_id,
+            node_id=0,
+            node_config={},
+            state=RecordDict(),
+            run_config=dict(run_config),
+        )
+        _run_simulation(
+            num_supernodes=num_supernodes,
+            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            client_app=client_app,
+            server_app=server_app,
+            backend_name="ray",
+            backend_config={
+                "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
+                "init_args": {"include_dashboard": False},
+            },
+            app_dir=app_dir,
+            run=run,
+            server_app_context=context,
+            verbose_logging=verbose,
+        )
+
+
+def _write_app_manifest(app_dir: Path, run_config: dict[str, object]) -> None:
+    lines = ["[tool.flwr.app.config]"]
+    for key, value in run_config.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    (app_dir / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

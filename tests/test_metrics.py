@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from common.metrics import accuracy, confusion_matrix, summarize, uar, uf1
+from server.held_out_evaluation import held_out_metrics
+
+
+CM = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+
+
+def test_uf1_matches_hand_computation():
+    # class 0: TP5 FP2 FN1 -> 10/13; class 1: TP3 FP1 FN3 -> 6/10; class 2: TP4 FP1 FN0 -> 8/9
+    assert uf1(CM) == pytest.approx((10 / 13 + 6 / 10 + 8 / 9) / 3)
+
+
+def test_uar_matches_hand_computation():
+    assert uar(CM) == pytest.approx((5 / 6 + 3 / 6 + 4 / 4) / 3)
+
+
+def test_accuracy_and_confusion_from_labels():
+    y_true = [0] * 6 + [1] * 6 + [2] * 4
+    y_pred = [0] * 5 + [1] + [0, 0, 1, 1, 1, 2] + [2] * 4
+    cm = confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == CM.tolist()
+    assert accuracy(cm) == pytest.approx(12 / 16)
+
+
+def test_absent_class_is_left_out_not_counted_as_zero():
+    cm = np.array([[3, 0, 0], [1, 2, 0], [0, 0, 0]])
+    assert uar(cm) == pytest.approx((1 + 2 / 3) / 2)
+    assert uf1(cm) == pytest.approx((6 / 7 + 4 / 5) / 2)
+
+
+def test_held_out_devices_are_pooled_before_scoring():
+    from flwr.app import MetricRecord
+
+    a = MetricRecord({f"cm-{i}-{j}": int(CM[i, j]) if i < 2 else 0 for i in range(3) for j in range(3)})
+    b = MetricRecord({f"cm-{i}-{j}": int(CM[i, j]) if i == 2 else 0 for i in range(3) for j in range(3)})
+    pooled = held_out_metrics([a, b], 3)
+    assert pooled["confusion"] == CM.tolist()
+    assert pooled["uf1"] == pytest.approx(summarize(CM)["uf1"])
