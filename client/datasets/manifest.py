@@ -1,0 +1,202 @@
+"""Reader for the generic CSV manifest (for any dataset without a dedicated reader).
+
+Columns (header names are case-insensitive, surrounding spaces ignored):
+
+    subject, clip, onset, apex, offset, label      required (apex may be empty)
+    dataset, fps, action_units, clip_id            optional
+
+`clip` is a video file or a frame folder, relative to the CSV's folder or absolute.
+The clip id defaults to "dataset/<clip as written>"; a `clip_id` column lets one
+long video carry several events (SAMM / CAS(ME)^3 style) without being rejected as
+a duplicate.
+
+A missing required column makes the whole file unusable (`ManifestError`).  A bad
+row only costs that row: it is recorded in `ManifestTable.skipped` with the file
+and row number, and the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client.datasets.clip_record import ClipRecord, SkippedClip, frame_order_problem
+
+REQUIRED_COLUMNS = ("subject", "clip", "onset", "apex", "offset", "label")
+OPTIONAL_COLUMNS = ("dataset", "fps", "action_units", "clip_id")
+
+# Frame numbers are written as plain integers; spreadsheets exported to CSV often
+# turn them into "12.0", which is accepted.  Anything else ("12.5", "1e3", "x")
+# is rejected rather than guessed at.
+_INT_RE = re.compile(r"^\+?([0-9]+)(?:\.0*)?$")
+_MAX_FRAME = 2**31 - 1
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole cannot be read (missing file, header or columns)."""
+
+
+@dataclass
+class ManifestTable:
+    path: Path
+    clips: list[ClipRecord] = field(default_factory=list)
+    skipped: list[SkippedClip] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+class _RowProblem(Exception):
+    """Internal: one row is unusable; message is the human reason."""
+
+
+def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable:
+    """Read a generic CSV manifest.
+
+    `dataset` names the clips' dataset when the CSV has no `dataset` column (or an
+    empty cell); it defaults to the name of the folder holding the CSV.
+    """
+    path = Path(path)
+    try:
+        # utf-8-sig: Excel writes a byte-order mark that would otherwise end up
+        # glued to the first column name.
+        handle = open(path, newline="", encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot open manifest: {exc.strerror or exc}") from exc
+
+    default_dataset = (dataset or path.resolve().parent.name or "manifest").strip()
+    table = ManifestTable(path=path)
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise ManifestError(f"{path}: unreadable header: {exc}") from exc
+        if header is None or not any(cell.strip() for cell in header):
+            raise ManifestError(f"{path}: empty manifest (no header row)")
+        columns = [cell.strip().lower() for cell in header]
+        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+        if missing:
+            raise ManifestError(
+                f"{path}: missing required column(s) {', '.join(missing)} "
+                f"(found: {', '.join(c for c in columns if c) or 'none'})"
+            )
+        index = {name: columns.index(name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if name in columns}
+
+        first_row_of: dict[str, int] = {}
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # e.g. a cell over the csv field size limit; the reader can go on.
+                row = reader.line_num
+                table.skipped.append(_skip(path, row, f"malformed CSV: {exc}"))
+                continue
+            row = reader.line_num  # physical line, so it matches what an editor shows
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines are layout, not data
+            try:
+                record = _parse_row(path, cells, index, default_dataset)
+            except _RowProblem as problem:
+                table.skipped.append(_skip(path, row, str(problem)))
+                continue
+            first = first_row_of.get(record.clip_id)
+            if first is not None:
+                table.skipped.append(
+                    SkippedClip(
+                        clip_id=record.clip_id,
+                        reason=(
+                            f"{path.name} row {row}: duplicate clip id {record.clip_id!r} "
+                            f"(first on row {first}); add a clip_id column to list several "
+                            f"events of one video"
+                        ),
+                        category="duplicate",
+                    )
+                )
+                continue
+            first_row_of[record.clip_id] = row
+            table.clips.append(record)
+    return table
+
+
+def _skip(path: Path, row: int, reason: str) -> SkippedClip:
+    return SkippedClip(clip_id=f"{path.name} row {row}", reason=f"{path.name} row {row}: {reason}", category="bad_row")
+
+
+def _cell(cells: list[str], index: dict[str, int], name: str) -> str:
+    position = index.get(name)
+    if position is None or position >= len(cells):
+        return ""
+    return cells[position].strip()
+
+
+def _parse_frame(name: str, text: str) -> int:
+    match = _INT_RE.match(text)
+    if not match:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise _RowProblem(f"{name} {shown!r} is not a non-negative integer frame number")
+    value = int(match.group(1))
+    if value > _MAX_FRAME:
+        raise _RowProblem(f"{name} {value} is implausibly large")
+    return value
+
+
+def _parse_row(path: Path, cells: list[str], index: dict[str, int], default_dataset: str) -> ClipRecord:
+    values = {name: _cell(cells, index, name) for name in index}
+    for name in ("subject", "clip", "onset", "offset", "label"):
+        if not values[name]:
+            raise _RowProblem(f"empty {name}")
+    # A NUL byte cannot be part of a file name on any platform we run on.
+    if "\x00" in values["clip"]:
+        raise _RowProblem("clip path contains a NUL character")
+
+    onset = _parse_frame("onset", values["onset"])
+    offset = _parse_frame("offset", values["offset"])
+    apex = _parse_frame("apex", values["apex"]) if values["apex"] else None
+    problem = frame_order_problem(onset, apex, offset)
+    if problem:
+        raise _RowProblem(problem)
+
+    fps: float | None = None
+    if values.get("fps"):
+        try:
+            fps = float(values["fps"])
+        except ValueError:
+            raise _RowProblem(f"fps {values['fps']!r} is not a number") from None
+        if not math.isfinite(fps) or fps <= 0:
+            raise _RowProblem(f"fps {values['fps']!r} must be a positive number")
+
+    dataset = values.get("dataset") or default_dataset
+    clip_text = values["clip"]
+    # Manifests written on Windows use backslashes; on POSIX they would be taken
+    # as part of a file name.
+    source = Path(clip_text.replace("\\", "/") if os.sep == "/" else clip_text)
+    if not source.is_absolute():
+        source = path.parent / source
+    subject = values["subject"]
+    # Namespace the subject so "01" of two datasets never merge into one person.
+    if not subject.startswith(f"{dataset}/"):
+        subject = f"{dataset}/{subject}"
+    # "/data/x.mp4" would give "ds//data/x.mp4": drop the leading slash.
+    clip_id = values.get("clip_id") or clip_text.replace("\\", "/").lstrip("/")
+    if not clip_id.startswith(f"{dataset}/"):
+        clip_id = f"{dataset}/{clip_id}"
+
+    return ClipRecord(
+        dataset=dataset,
+        subject=subject,
+        clip_id=clip_id,
+        source=source,
+        onset=onset,
+        apex=apex,
+        offset=offset,
+        label=values["label"],
+        fps=fps,
+        action_units=values.get("action_units", ""),
+    )
