@@ -65,11 +65,26 @@ def run_flower_simulation(
             run=run,
             server_app_context=context,
             verbose_logging=verbose,
+            # Makes the simulated devices read their run config from app_dir;
+            # the app objects passed above are still the ones that run.
+            is_app=True,
         )
 
 
 def _write_app_manifest(app_dir: Path, run_config: dict[str, object]) -> None:
-    lines = ["[tool.flwr.app.config]"]
+    # Flower validates the whole App manifest, so the generated one names the
+    # same components as the repository's pyproject.toml.
+    lines = [
+        "[project]",
+        'name = "fedmer-simulation"',
+        'version = "0.0.0"',
+        "[tool.flwr.app]",
+        'publisher = "fedmer"',
+        "[tool.flwr.app.components]",
+        'serverapp = "server.server_app:app"',
+        'clientapp = "client.client_app:app"',
+        "[tool.flwr.app.config]",
+    ]
     for key, value in run_config.items():
         lines.append(f"{key} = {_toml_value(value)}")
     (app_dir / "pyproject.toml").write_text("\n".join(lines) + "\n")
