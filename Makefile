@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.fedmer-installed
 
-.PHONY: demo test bench env clean
+.PHONY: demo test flwr-run env clean
 
 env: $(STAMP)
 
@@ -26,8 +26,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+flwr-run: $(STAMP)
+	$(BIN)/python -m simulations.flwr_local --supernodes 16
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

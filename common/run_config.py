@@ -32,7 +32,7 @@ class RunConfig:
     seed: int = 0
     # Devices that must answer the census before round 1, and how long any
     # round may wait for replies.
-    min_nodes: int = 2
+    min_nodes: int = 16
     round_timeout: float = 600.0
     # Simulation: subjects held out of training and used only for evaluation.
     num_heldout_subjects: int = 4

@@ -103,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, progress=True,
     )
     print(f"[fedmer] {prepared.summary()}", flush=True)
-    subjects = {c.subject for c in table.clips}
+    num_devices = len({c.subject for c in table.clips})
+    # Every simulated device must answer the census before round 1.
+    cfg = cfg.replace(min_nodes=num_devices)
 
     if not args.verbose:
         _quiet_flower()
-    run_flower_simulation(cfg, num_supernodes=len(subjects), verbose=args.verbose)
+    run_flower_simulation(cfg, num_supernodes=num_devices, verbose=args.verbose)
     print(f"[fedmer] finished in {time.monotonic() - started:.0f}s; see {out_dir}", flush=True)
     return 0
 

@@ -43,16 +43,33 @@ class Census:
         return info.device_id if info else f"node-{node_id}"
 
 
-def wait_for_nodes(grid: Grid, min_nodes: int, timeout: float) -> None:
-    """Block until ``min_nodes`` devices are connected, or fail after ``timeout``."""
+def wait_for_nodes(
+    grid: Grid, min_nodes: int, timeout: float, settle: float = 2.0
+) -> None:
+    """Block until ``min_nodes`` devices are connected and the count has settled.
+
+    Devices register one by one (in simulation too, while the ServerApp is
+    already running), so after the minimum is reached the census waits until
+    no new device has appeared for ``settle`` seconds; otherwise the first
+    round could start with only the first few devices.
+    """
     deadline = time.monotonic() + timeout
-    while len(node_ids := list(grid.get_node_ids())) < min_nodes:
-        if time.monotonic() > deadline:
+    count, stable_since = -1, time.monotonic()
+    while True:
+        now = time.monotonic()
+        node_count = len(list(grid.get_node_ids()))
+        if node_count != count:
+            count, stable_since = node_count, now
+        if count >= min_nodes and now - stable_since >= settle:
+            return
+        if now > deadline:
+            if count >= min_nodes:
+                return
             raise TimeoutError(
-                f"only {len(node_ids)} of the required {min_nodes} devices connected "
+                f"only {count} of the required {min_nodes} devices connected "
                 f"within {timeout:.0f}s"
             )
-        time.sleep(1.0)
+        time.sleep(0.25)
 
 
 def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Census:
