@@ -8,10 +8,13 @@ never per round. Note that ``len(history)`` counts segments, not steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
+import numpy as np
 from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
+from opacus.accountants.analysis import rdp as privacy_analysis
 
 Segment = tuple[float, float, int]
 
@@ -22,42 +25,97 @@ def total_steps(history: Iterable[Segment]) -> int:
 
 
 def epsilon_rdp(history: Sequence[Segment], delta: float) -> float:
-    """Cumulative epsilon from Renyi DP (the figure fedmer reports)."""
+    """Cumulative epsilon from Renyi DP (the figure fedmer reports).
+
+    Same orders and conversion as Opacus' ``RDPAccountant.get_epsilon``; the
+    per-step RDP curve of each (sigma, q) is cached because budget checks and
+    group-privacy searches evaluate the same history many times.
+    """
     if not history:
         return 0.0
-    accountant = RDPAccountant()
-    accountant.history = [(float(s), float(q), int(n)) for s, q, n in history]
-    return float(accountant.get_epsilon(delta=delta))
+    if _noiseless(history):
+        return math.inf
+    rdp = sum(
+        np.asarray(_unit_rdp(float(s), float(q))) * int(n) for s, q, n in history
+    )
+    eps, _ = privacy_analysis.get_privacy_spent(
+        orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta
+    )
+    return float(eps)
+
+
+@lru_cache(maxsize=256)
+def _unit_rdp(sigma: float, q: float) -> tuple[float, ...]:
+    """RDP of one sampled Gaussian step at Opacus' default orders (linear in steps)."""
+    rdp = privacy_analysis.compute_rdp(
+        q=q, noise_multiplier=sigma, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
+    )
+    return tuple(float(x) for x in np.atleast_1d(rdp))
 
 
 def epsilon_prv(history: Sequence[Segment], delta: float) -> float:
     """Cumulative epsilon from the PRV accountant: a tighter second opinion."""
     if not history:
         return 0.0
+    if _noiseless(history):
+        return math.inf
     accountant = PRVAccountant()
     accountant.history = [(float(s), float(q), int(n)) for s, q, n in history]
     return float(accountant.get_epsilon(delta=delta))
 
 
+def _noiseless(history: Sequence[Segment]) -> bool:
+    """A step without noise (sigma = 0, the non-private baseline) has no finite epsilon."""
+    return any(float(s) <= 0 and int(n) > 0 for s, _, n in history)
+
+
+@lru_cache(maxsize=64)
 def calibrate_noise_multiplier(
     target_epsilon: float, delta: float, sample_rate: float, steps: int
 ) -> float:
-    """Sigma that spends exactly ``target_epsilon`` (RDP) over ``steps`` planned steps.
+    """Smallest sigma (to 0.2%) whose RDP epsilon over ``steps`` steps is <= the target.
 
     Called once for the whole planned run: calibrating per round would let the
-    total exceed the target.
+    total exceed the target. Each epsilon evaluation costs ~0.3 s, so instead
+    of Opacus' plain bisection (~20 evaluations) this runs regula falsi
+    (Illinois variant) on log(epsilon) against log(sigma), which is nearly
+    linear, and converges in a handful of evaluations. The returned sigma is
+    always from the side of the bracket that meets the target.
     """
     if target_epsilon <= 0:
         raise ValueError(f"target epsilon must be positive, got {target_epsilon}")
     if steps <= 0:
         raise ValueError(f"planned steps must be positive, got {steps}")
-    return float(
-        get_noise_multiplier(
-            target_epsilon=target_epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            steps=steps,
-            accountant="rdp",
-            epsilon_tolerance=0.005,
-        )
-    )
+
+    def gap(log_sigma: float) -> float:
+        eps = epsilon_rdp([(math.exp(log_sigma), sample_rate, steps)], delta)
+        return math.log(max(eps, 1e-12)) - math.log(target_epsilon)
+
+    lo, hi = math.log(0.3), math.log(2.0)
+    f_lo, f_hi = gap(lo), gap(hi)
+    while f_hi > 0:  # not enough noise yet: widen upwards
+        lo, f_lo = hi, f_hi
+        hi += math.log(2.0)
+        f_hi = gap(hi)
+    while f_lo < 0:  # too much noise even at the bottom: widen downwards
+        hi, f_hi = lo, f_lo
+        lo -= math.log(2.0)
+        f_lo = gap(lo)
+    side = 0
+    for _ in range(60):
+        if hi - lo < 2e-3 or -2e-3 < f_hi <= 0:
+            break
+        mid = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        mid = min(max(mid, lo + 1e-4), hi - 1e-4)
+        f_mid = gap(mid)
+        if f_mid > 0:
+            lo, f_lo = mid, f_mid
+            if side == -1:
+                f_hi /= 2
+            side = -1
+        else:
+            hi, f_hi = mid, f_mid
+            if side == 1:
+                f_lo /= 2
+            side = 1
+    return float(math.exp(hi))
