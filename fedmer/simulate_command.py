@@ -118,3 +118,5 @@ def _quiet_flower() -> None:
     """Flower logs every message exchange at INFO; keep only warnings."""
     logging.getLogger("flwr").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Ray warns about a future default we do not depend on (no GPUs are used).
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")

@@ -25,6 +25,7 @@ def plot_rounds(rounds: Sequence[dict[str, Any]], path: Path, title: str = "") -
     ax2 = ax.twinx()
     ax2.plot(xs, [r["epsilon"] for r in rounds], "^--", color="tab:red", label="ε (worst device)")
     ax2.set_ylabel("cumulative sample-level ε (RDP)", color="tab:red")
+    ax2.set_ylim(bottom=0)  # an axis starting above 0 would exaggerate the growth
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
