@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import secrets
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,6 +59,11 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def sample_rate_for(num_examples: int, batch_size: int) -> float:
     """The Poisson sampling rate q that Opacus will use for this data size."""
     return 1.0 / steps_per_epoch(num_examples, batch_size)
+
+
+def device_seed(run_seed: int, server_round: int, device_id: str) -> int:
+    """Seed for batch sampling: reproducible per run, round and device (never for noise)."""
+    return run_seed * 100_003 + server_round * 1009 + zlib.crc32(device_id.encode()) % 1000
 
 
 def train_with_dp(

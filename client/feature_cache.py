@@ -8,7 +8,8 @@ large video is slow, so each source's content hash is itself cached, keyed by
 
 Layout under `root`:
 
-    features/ab/<key>.npz    the (3, F, F) float32 array
+    features/ab/<key>.npz    the (3, F, F) float32 array (and the (T, 2, F, F)
+                             flow sequence when sequences are configured)
     features/ab/<key>.json   metadata: settings, flow algorithm, face box, clip
     sources/<sha of path>.json   cached content hashes
 
@@ -176,6 +177,22 @@ class FeatureCache:
             return None
         return features, metadata
 
+    def get_sequence(self, record: ClipRecord, config: PreprocessConfig, key: str | None = None) -> np.ndarray | None:
+        """The cached flow sequence, or None (not configured, absent or unusable)."""
+        if not config.sequence_length:
+            return None
+        npz_path, json_path = self._paths(key or self.key(record, config))
+        if not json_path.exists():
+            return None
+        try:
+            with np.load(npz_path, allow_pickle=False) as data:
+                sequence = np.asarray(data["flow_sequence"])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring flow sequence of cache entry %s: %s", npz_path, exc)
+            return None
+        expected = (config.sequence_length, 2, config.feature_size, config.feature_size)
+        return sequence if sequence.shape == expected and np.isfinite(sequence).all() else None
+
     def put(
         self,
         record: ClipRecord,
@@ -183,12 +200,15 @@ class FeatureCache:
         features: np.ndarray,
         metadata: dict[str, Any],
         key: str | None = None,
+        sequence: np.ndarray | None = None,
     ) -> str:
-        """Store one clip's features atomically; returns the key."""
-        features = np.ascontiguousarray(features, dtype=np.float32)
+        """Store one clip's features (and flow sequence) atomically; returns the key."""
+        arrays = {"features": np.ascontiguousarray(features, dtype=np.float32)}
+        if sequence is not None:
+            arrays["flow_sequence"] = np.ascontiguousarray(sequence, dtype=np.float32)
         key = key or self.key(record, config)
         npz_path, json_path = self._paths(key)
-        _atomic_write(npz_path, lambda handle: np.savez(handle, features=features))
+        _atomic_write(npz_path, lambda handle: np.savez(handle, **arrays))
         entry = {
             **metadata,
             "cache_key": key,

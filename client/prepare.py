@@ -2,10 +2,13 @@
 
 `prepare_clips` is the one entry point a device runs before training:
 
-1. Each record is checked before any decoding (frame order, apex present).
+1. Each record is checked before any decoding (frame order).
 2. Its cache key is computed (content hash) and a cached entry is loaded if any.
-3. The rest are computed in worker processes: read onset + apex frames, detect,
-   crop, flow, features.  Each result is written to the cache as soon as it
+3. The rest are computed in worker processes: validate the frames on disk
+   against the annotation, read onset + apex frames (or every frame from onset
+   to offset when the apex must be spotted, or magnification / sequences are
+   on), detect, align, crop, flow, features.  A clip without an apex label
+   (SMIC) gets its apex spotted; the spotted frame is in its metadata.  Each result is written to the cache as soon as it
    arrives, so an interrupted run loses at most the clips in flight.
 4. A clip that fails for any reason is skipped with the reason; the rest go on.
 
@@ -15,6 +18,7 @@ OpenCV's (or torch's) thread pools can deadlock the child.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import traceback
@@ -23,32 +27,26 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from client.datasets.clip_record import ClipError, ClipRecord, SkippedClip, frame_order_problem
-from client.datasets.frames import read_frames
+from client.datasets.clip_record import ClipError, ClipRecord, InvalidAnnotation, SkippedClip, frame_order_problem
+from client.datasets.frames import check_clip_frames, iter_frames, read_frames
 from client.feature_cache import FeatureCache
-from client.preprocessing.features import PreprocessConfig, compute_clip_features
+from client.preprocessing.features import PreprocessConfig, compute_clip_features, compute_sequence_features
 
 log = logging.getLogger(__name__)
-
-
-class InvalidAnnotation(ClipError):
-    category = "bad_annotation"
-
-
-class NoApex(ClipError):
-    category = "no_apex"
 
 
 @dataclass(frozen=True)
 class PreparedClip:
     record: ClipRecord
     features: np.ndarray  # (3, F, F) float32: u, v, strain
+    sequence: np.ndarray | None = None  # (T, 2, F, F) flow, when config.sequence_length > 0
 
 
 @dataclass
@@ -73,24 +71,29 @@ class PrepareResult:
 
 
 def check_record(record: ClipRecord) -> None:
-    """Annotation checks that need no decoding; raises ClipError."""
-    if record.apex is None:
-        raise NoApex("no apex label (apex spotting not enabled)", record.clip_id, record.source)
+    """Annotation checks that need no decoding; raises ClipError.
+
+    A missing apex is fine: it is spotted."""
     problem = frame_order_problem(record.onset, record.apex, record.offset)
     if problem:
         raise InvalidAnnotation(problem, record.clip_id, record.source)
 
 
-def process_clip(record: ClipRecord, config: PreprocessConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    """Compute one clip's features and metadata (runs in a worker process)."""
+def process_clip(record: ClipRecord, config: PreprocessConfig) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+    """Compute one clip's features, metadata and optional flow sequence (runs in a worker)."""
     check_record(record)
-    assert record.apex is not None  # for type checkers; check_record enforces it
-    onset_bgr, apex_bgr = read_frames(record, [record.onset, record.apex])
+    check_clip_frames(record)
     try:
-        result = compute_clip_features(onset_bgr, apex_bgr, config)
+        if record.apex is None or config.needs_all_frames():
+            frames = [frame for _, frame in iter_frames(record, record.onset, record.offset + 1)]
+            apex_index = None if record.apex is None else record.apex - record.onset
+            result = compute_sequence_features(frames, config, apex_index, first_frame=record.onset)
+        else:
+            onset_bgr, apex_bgr = read_frames(record, [record.onset, record.apex])
+            result = compute_clip_features(onset_bgr, apex_bgr, config)
     except ClipError as error:
         raise error.with_context(record.clip_id, record.source) from None
-    return result.features, result.metadata
+    return result.features, result.metadata, result.sequence
 
 
 def _worker_init() -> None:
@@ -104,7 +107,7 @@ def _ping() -> bool:
 
 
 def _worker(record: ClipRecord, config: PreprocessConfig) -> tuple[str, Any]:
-    """Never raises for a bad clip: returns ("ok", (features, metadata)) or
+    """Never raises for a bad clip: returns ("ok", (features, metadata, sequence)) or
     ("skip", (reason, category))."""
     try:
         return "ok", process_clip(record, config)
@@ -140,7 +143,7 @@ def prepare_clips(
     process (no pool start-up; easier to debug).
     """
     result = PrepareResult()
-    features_of: dict[int, np.ndarray] = {}
+    features_of: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
     skipped_of: dict[int, SkippedClip] = {}
     todo: dict[int, str] = {}  # record index -> cache key
 
@@ -154,9 +157,9 @@ def prepare_clips(
                 skipped_of[i] = _skip(record, error)
                 bar.update()
                 continue
-            cached = cache.get(record, config, key=key)
+            cached = cache.get_entry(record, config, key=key)
             if cached is not None:
-                features_of[i] = cached
+                features_of[i] = (cached[0], cache.get_sequence(record, config, key=key))
                 result.cache_hits += 1
                 bar.update()
             else:
@@ -166,12 +169,12 @@ def prepare_clips(
             status, payload = outcome
             record = records[i]
             if status == "ok":
-                features, metadata = payload
+                features, metadata, sequence = payload
                 try:
-                    cache.put(record, config, features, metadata, key=todo[i])
+                    cache.put(record, config, features, metadata, key=todo[i], sequence=sequence)
                 except (OSError, ClipError) as exc:  # full disk, source gone: keep the computed clip
                     log.warning("cannot cache features of %s: %s", record.clip_id, exc)
-                features_of[i] = features
+                features_of[i] = (features, sequence)
                 result.computed += 1
             else:
                 reason, category = payload
@@ -188,7 +191,7 @@ def prepare_clips(
 
     for i, record in enumerate(records):
         if i in features_of:
-            result.ready.append(PreparedClip(record, features_of[i]))
+            result.ready.append(PreparedClip(record, *features_of[i]))
         elif i in skipped_of:
             result.skipped.append(skipped_of[i])
     return result
@@ -281,3 +284,33 @@ def load_prepared(records: Sequence[ClipRecord], config: PreprocessConfig, cache
             result.ready.append(PreparedClip(record, cached))
             result.cache_hits += 1
     return result
+
+
+PREPARE_REPORT = "prepare.json"
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """What `fedmer prepare` left next to a manifest: its settings and cache."""
+
+    config: PreprocessConfig
+    cache: FeatureCache
+
+
+def prepared_run_for(manifest: Path | str) -> PreparedRun | None:
+    """The settings and cache a manifest was prepared with, or None when the
+    manifest was not written by `fedmer prepare`.
+
+    Training on a prepared manifest must use exactly these settings: with any
+    other config every clip misses the cache and is recomputed differently.
+    """
+    report_path = Path(manifest).parent / PREPARE_REPORT
+    try:
+        report = json.loads(report_path.read_text())
+        config = PreprocessConfig(**report["config"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable %s: %s", report_path, exc)
+        return None
+    return PreparedRun(config=config, cache=FeatureCache(Path(report.get("cache") or report_path.parent / "cache")))

@@ -49,6 +49,23 @@ def uar(cm: np.ndarray) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
+def weighted_f1(cm: np.ndarray) -> float:
+    """Support-weighted F1: per-class F1 weighted by each class's true count.
+
+    Reported next to UF1 because papers outside MEGC use it; on imbalanced
+    data it favours the majority class, which is why UF1 is the headline.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    denom = 2 * tp + (cm.sum(axis=0) - tp) + (support - tp)
+    total = support.sum()
+    if total == 0:
+        return 0.0
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(np.sum(f1 * support) / total)
+
+
 def accuracy(cm: np.ndarray) -> float:
     """Fraction of correct predictions."""
     total = float(np.sum(cm))

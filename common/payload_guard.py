@@ -6,7 +6,18 @@ A reply may carry only:
   of the global model the device received;
 * ``metrics``: a MetricRecord of scalar numbers;
 * ``info``: a ConfigRecord of scalars and short strings (role, device id, why a
-  round was declined).
+  round was declined), plus at most one signed privacy-ledger entry under
+  ``ledger-entry``.
+
+The ledger entry is the one deliberate exception to the short-string limit: a
+signed entry (hash, public key and signature included) is about 600
+characters. It is let through only if it parses as exactly a ledger entry,
+whose fields are all scalars, so it cannot smuggle anything else out.
+
+In SecAgg+ mode Flower's legacy workflow names the same three things
+``fitres.parameters``, ``fitres.num_examples`` and ``fitres.metrics`` (plus
+``fitres.status``); the same rules apply to them, with the model received in
+``fitins.parameters`` as the reference.
 
 Anything else, such as a frame, a flow tensor, a list of per-clip values, a
 long string or an extra record, is refused before it is sent. The guard is an
@@ -15,36 +26,78 @@ allowlist, not a detector of faces: whatever is not declared here cannot leave.
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from dataclasses import dataclass
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from common.privacy.ledger import LedgerError, decode_entry
 
 MAX_STRING_LENGTH = 256
+MAX_LEDGER_ENTRY_LENGTH = 2048
 ARRAYS_KEY, METRICS_KEY, INFO_KEY = "arrays", "metrics", "info"
+LEDGER_ENTRY_KEY = "ledger-entry"
+LEGACY_FIT_IN = "fitins.parameters"
+
+
+@dataclass(frozen=True)
+class ReplySchema:
+    """The record names one kind of reply may use."""
+
+    arrays: str
+    metrics: str
+    info: tuple[str, ...]
+
+
+MESSAGE_API = ReplySchema(ARRAYS_KEY, METRICS_KEY, (INFO_KEY,))
+LEGACY_FIT = ReplySchema(
+    "fitres.parameters", "fitres.num_examples", ("fitres.metrics", "fitres.status")
+)
 
 
 class PayloadViolation(RuntimeError):
     """An outgoing message carries something that must not leave the device."""
 
 
-def check_outgoing(content: RecordDict, global_arrays: ArrayRecord | None) -> None:
+def check_outgoing(
+    content: RecordDict, global_arrays: ArrayRecord | None, schema: ReplySchema = MESSAGE_API
+) -> None:
     """Raise :class:`PayloadViolation` unless ``content`` fits the allowlist."""
+    allowed = (schema.arrays, schema.metrics, *schema.info)
     for key in content.keys():
-        if key not in (ARRAYS_KEY, METRICS_KEY, INFO_KEY):
+        if key not in allowed:
             raise PayloadViolation(f"record {key!r} is not allowed to leave the device")
     for key, record in content.array_records.items():
-        _check_arrays(key, record, global_arrays)
+        _check_arrays(key, record, global_arrays, schema)
     for key, record in content.metric_records.items():
-        if key != METRICS_KEY:
-            raise PayloadViolation(f"metric record must be named {METRICS_KEY!r}, not {key!r}")
+        if key != schema.metrics:
+            raise PayloadViolation(f"metric record must be named {schema.metrics!r}, not {key!r}")
         _check_metrics(record)
     for key, record in content.config_records.items():
-        if key != INFO_KEY:
-            raise PayloadViolation(f"config record must be named {INFO_KEY!r}, not {key!r}")
+        if key not in schema.info:
+            raise PayloadViolation(f"config record must be named {schema.info[0]!r}, not {key!r}")
         _check_info(record)
 
 
-def _check_arrays(key: str, record: ArrayRecord, reference: ArrayRecord | None) -> None:
-    if key != ARRAYS_KEY:
-        raise PayloadViolation(f"array record must be named {ARRAYS_KEY!r}, not {key!r}")
+def check_reply(reply: RecordDict, request: RecordDict) -> None:
+    """Check a reply against the request it answers (Message API or legacy SecAgg+ fit)."""
+    if LEGACY_FIT_IN in request.array_records:
+        check_outgoing(reply, legacy_reference(request.array_records[LEGACY_FIT_IN]), LEGACY_FIT)
+    else:
+        check_outgoing(reply, request.array_records.get(ARRAYS_KEY))
+
+
+def legacy_reference(record: ArrayRecord) -> ArrayRecord:
+    """Legacy Parameters carry serialized arrays without shapes; decode them to compare."""
+    return ArrayRecord(
+        {key: Array(record[key].numpy()) for key in record.keys()}  # np.save bytes
+    )
+
+
+def _check_arrays(
+    key: str, record: ArrayRecord, reference: ArrayRecord | None, schema: ReplySchema
+) -> None:
+    if key != schema.arrays:
+        raise PayloadViolation(f"array record must be named {schema.arrays!r}, not {key!r}")
     if reference is None:
         raise PayloadViolation("model arrays may only be sent in reply to a model")
     if list(record.keys()) != list(reference.keys()):
@@ -72,7 +125,9 @@ def _check_metrics(record: MetricRecord) -> None:
 
 def _check_info(record: ConfigRecord) -> None:
     for name, value in record.items():
-        if isinstance(value, str):
+        if name == LEDGER_ENTRY_KEY:
+            _check_ledger_entry(value)
+        elif isinstance(value, str):
             if len(value) > MAX_STRING_LENGTH:
                 raise PayloadViolation(
                     f"info {name!r} is a string of {len(value)} characters; "
@@ -82,3 +137,15 @@ def _check_info(record: ConfigRecord) -> None:
             raise PayloadViolation(
                 f"info {name!r} is a {type(value).__name__}; only scalars and short strings may leave"
             )
+
+
+def _check_ledger_entry(value: object) -> None:
+    if not isinstance(value, str) or len(value) > MAX_LEDGER_ENTRY_LENGTH:
+        raise PayloadViolation(
+            f"info {LEDGER_ENTRY_KEY!r} must be a string of at most "
+            f"{MAX_LEDGER_ENTRY_LENGTH} characters"
+        )
+    try:
+        decode_entry(value)
+    except LedgerError as exc:
+        raise PayloadViolation(f"info {LEDGER_ENTRY_KEY!r} is not a ledger entry: {exc}") from None

@@ -29,6 +29,26 @@ class RunConfig:
     noise_multiplier: float = 1.1
     max_grad_norm: float = 1.0
     delta: float = 1e-5
+    # Device budget for sample-level epsilon; a device refuses a round that would
+    # exceed it. 0 = the target epsilon (if set). A node config `epsilon-budget`
+    # overrides this for one device.
+    epsilon_budget: float = 0.0
+    # Client-level DP-FedAvg (protects a whole device): updates clipped to
+    # client_clipping_norm, Gaussian noise z * norm on their sum. z comes from
+    # client_target_epsilon (calibrated once for all rounds) if > 0, else from
+    # client_noise_multiplier; both 0 = off. The server stops the run before a
+    # round that would exceed client_epsilon_budget (0 = the target, if set).
+    client_target_epsilon: float = 0.0
+    client_noise_multiplier: float = 0.0
+    client_clipping_norm: float = 1.0
+    client_epsilon_budget: float = 0.0
+    # SecAgg+ (Flower's legacy workflow): the server only sees the sum of the
+    # clipped updates. Tolerates devices dropping out while at least
+    # secagg_reconstruction_threshold of each device's secagg_num_shares
+    # neighbours stay.
+    secagg: bool = False
+    secagg_num_shares: int = 5
+    secagg_reconstruction_threshold: int = 3
     seed: int = 0
     # Devices that must answer the census before round 1, and how long any
     # round may wait for replies.

@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedmer import simulate_command
+from fedmer import compare_command, evaluate_command, prepare_command, simulate_command
+from fedmer import certs_command, keys_command
+from fedmer import audit_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     simulate_command.register(commands)
+    audit_command.register(commands)
+    evaluate_command.register(commands)
+    compare_command.register(commands)
+    prepare_command.register(commands)
+    certs_command.register(commands)
+    keys_command.register(commands)
     return parser
 
 

@@ -1,8 +1,13 @@
 """The round loop: train on ``train`` devices, evaluate on ``heldout`` devices.
 
 The loop, not the strategy, looks at each reply first: declined rounds (no
-data, budget) are logged and left out of aggregation, failures are logged, and
-privacy reports are tracked. The strategy then aggregates what is usable.
+data, budget) are logged and left out of aggregation, failures are logged,
+privacy reports are tracked and each device's signed ledger entry is kept.
+The strategy then aggregates what is usable, unless client-level DP is on
+(clipped, noised mean) or SecAgg+ is on (the server only sees the sum; see
+:mod:`server.secagg_round`). Before each round the client-level budget is
+checked, and the run stops with ``PrivacyBudgetExhausted`` instead of
+exceeding it.
 Each completed round is handed to ``on_round`` before the next starts, so a
 crash never loses a completed round.
 """
@@ -11,18 +16,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from common.payload_guard import INFO_KEY, METRICS_KEY
+from common.payload_guard import INFO_KEY, LEDGER_ENTRY_KEY, METRICS_KEY
+from common.privacy.client_level import sum_updates
 from server.census import Census, NodeSubsetGrid, take_census
+from server.client_level_dp import ClientLevelDP
 from server.held_out_evaluation import held_out_metrics
+from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
+from server.secagg_round import SecAggSettings, secure_round
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,16 @@ class FederationSettings:
     start_round: int = 1
 
 
+@dataclass
+class PrivacyControls:
+    """Everything privacy-related the loop applies each round."""
+
+    ledger: ServerLedger
+    client_dp: ClientLevelDP
+    context: Context  # the ServerApp's, needed by the SecAgg+ workflow
+    secagg: SecAggSettings | None = None
+
+
 def run_rounds(
     grid: Grid,
     strategy: Strategy,
@@ -73,12 +93,23 @@ def run_rounds(
     settings: FederationSettings,
     tracker: PrivacyTracker,
     on_round: Callable[[RoundOutcome, Census], None],
+    privacy: PrivacyControls,
 ) -> ArrayRecord:
-    """Run rounds ``start_round..num_rounds``; returns the final global arrays."""
+    """Run rounds ``start_round..num_rounds``; returns the final global arrays.
+
+    Raises ``PrivacyBudgetExhausted`` before a round whose client-level release
+    would exceed the budget; every earlier round has been handed to ``on_round``.
+    """
     for server_round in range(settings.start_round, settings.num_rounds + 1):
         started = time.monotonic()
+        privacy.client_dp.check_budget(server_round)
         census = take_census(grid, settings.timeout, census)
-        outcome = _train_round(grid, strategy, arrays, census, server_round, settings, tracker)
+        if privacy.secagg is not None:
+            outcome = _secure_train_round(grid, arrays, census, server_round, tracker, privacy)
+        else:
+            outcome = _train_round(
+                grid, strategy, arrays, census, server_round, settings, tracker, privacy
+            )
         arrays = outcome.arrays
         outcome.metrics = _evaluate_round(grid, strategy, arrays, census, server_round, settings)
         outcome.epsilon = tracker.worst_epsilon()
@@ -95,6 +126,7 @@ def _train_round(
     server_round: int,
     settings: FederationSettings,
     tracker: PrivacyTracker,
+    privacy: PrivacyControls,
 ) -> RoundOutcome:
     train_grid = NodeSubsetGrid(grid, census.nodes_with_role("train"))
     messages = strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid)
@@ -108,15 +140,22 @@ def _train_round(
             log.warning("round %d: device %s failed: %s", server_round, device, reply.error.reason)
             continue
         metrics = reply.content.metric_records[METRICS_KEY]
+        info = reply.content.config_records.get(INFO_KEY, ConfigRecord())
+        _keep_ledger_entry(privacy.ledger, device, info)
         if int(metrics.get("declined", 0)):
-            reason = str(reply.content.config_records[INFO_KEY].get("declined", ""))
+            reason = str(info.get("declined", ""))
             outcome.declined[device] = reason
             log.warning("round %d: device %s declined: %s", server_round, device, reason)
             continue
         tracker.record(device, server_round, metrics)
         outcome.trained.append(device)
         usable.append(reply)
-    if usable:
+    if usable and privacy.client_dp.enabled:
+        clipped = privacy.client_dp.clip(arrays, [r.content.array_records["arrays"] for r in usable])
+        outcome.arrays = privacy.client_dp.apply(
+            arrays, sum_updates(clipped), len(clipped), server_round
+        )
+    elif usable:
         new_arrays, train_metrics = strategy.aggregate_train(server_round, usable)
         if new_arrays is not None:
             outcome.arrays = new_arrays
@@ -125,6 +164,52 @@ def _train_round(
     else:
         log.warning("round %d: no device trained; the global model is unchanged", server_round)
     return outcome
+
+
+def _secure_train_round(
+    grid: Grid,
+    arrays: ArrayRecord,
+    census: Census,
+    server_round: int,
+    tracker: PrivacyTracker,
+    privacy: PrivacyControls,
+) -> RoundOutcome:
+    assert privacy.secagg is not None
+    result = secure_round(
+        grid,
+        privacy.context,
+        arrays.to_numpy_ndarrays(),
+        census.nodes_with_role("train"),
+        server_round,
+        privacy.secagg,
+    )
+    outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
+    for node_id in result.dropped:
+        device = census.device_id(node_id)
+        outcome.failed[device] = "dropped out of the SecAgg+ round"
+        log.warning("round %d: device %s dropped out of SecAgg+", server_round, device)
+    for node_id, metrics in sorted(result.metrics.items()):
+        device = census.device_id(node_id)
+        _keep_ledger_entry(privacy.ledger, device, metrics)
+        tracker.record(device, server_round, metrics)
+        outcome.trained.append(device)
+    if result.mean_update is None:
+        log.warning("round %d: SecAgg+ did not complete; the global model is unchanged", server_round)
+        return outcome
+    n = result.contributors
+    outcome.arrays = privacy.client_dp.apply(
+        arrays, [m.astype(np.float64) * n for m in result.mean_update], n, server_round
+    )
+    losses = [float(m["train-loss"]) for m in result.metrics.values() if "train-loss" in m]
+    outcome.train_loss = sum(losses) / len(losses) if losses else None
+    return outcome
+
+
+def _keep_ledger_entry(ledger: ServerLedger, device: str, info: Mapping[str, Any]) -> None:
+    """Keep the signed ledger entry a device sent (train or refusal), verbatim."""
+    line = info.get(LEDGER_ENTRY_KEY)
+    if isinstance(line, str):
+        ledger.keep_device_entry(device, line)
 
 
 def _evaluate_round(

@@ -3,13 +3,20 @@
 Devices report cumulative epsilon (their accountant never resets), so the
 latest report per device is its total; the run's figure is the worst device.
 Devices that sat out a round keep their previous total.
+
+Alongside the RDP figure it keeps the device's PRV second opinion and the
+group-privacy conversion to subject level, with k = the device's number of
+clips (exact when a device holds one subject, as simulated devices do, and an
+upper bound on any one subject's clips otherwise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from flwr.app import MetricRecord
+from common.privacy.group_privacy import subject_level
 
 
 @dataclass(frozen=True)
@@ -22,14 +29,23 @@ class DevicePrivacy:
     steps: int
     delta: float
     epsilon: float
+    epsilon_prv: float
+    clips: int
     last_round: int
+
+    def as_dict(self) -> dict[str, Any]:
+        report = asdict(self)
+        # sigma and q are fixed for a device's whole run, so one segment is its history.
+        history = [(self.noise_multiplier, self.sample_rate, self.steps)]
+        report["subject_level"] = subject_level(history, self.clips, self.delta).as_dict()
+        return report
 
 
 class PrivacyTracker:
     def __init__(self) -> None:
         self._devices: dict[str, DevicePrivacy] = {}
 
-    def record(self, device_id: str, server_round: int, metrics: MetricRecord) -> None:
+    def record(self, device_id: str, server_round: int, metrics: Mapping[str, Any]) -> None:
         epsilon = float(metrics["epsilon"])
         previous = self._devices.get(device_id)
         if previous is not None and epsilon + 1e-9 < previous.epsilon:
@@ -45,6 +61,8 @@ class PrivacyTracker:
             steps=int(metrics["total-steps"]),
             delta=float(metrics["delta"]),
             epsilon=epsilon,
+            epsilon_prv=float(metrics["epsilon-prv"]),
+            clips=int(metrics["num-examples"]),
             last_round=server_round,
         )
 
@@ -52,4 +70,4 @@ class PrivacyTracker:
         return max((d.epsilon for d in self._devices.values()), default=0.0)
 
     def as_dict(self) -> dict[str, dict[str, float | int | str]]:
-        return {k: asdict(v) for k, v in sorted(self._devices.items())}
+        return {k: v.as_dict() for k, v in sorted(self._devices.items())}

@@ -6,7 +6,8 @@ Later tooling reads these keys:
   maximum over devices of cumulative sample-level epsilon), and more;
 * ``final``: ``uf1``, ``uar``, ``accuracy``, ``confusion`` of the last round
   (never a round picked by looking at held-out scores);
-* ``privacy``: per-device sigma, q, steps, delta, epsilon;
+* ``privacy``: per-device sigma, q, steps, delta, epsilon (RDP), epsilon_prv
+  and the subject-level conversion; ``client_level``: the DP-FedAvg guarantee;
 * ``config``: the run config.
 """
 
@@ -26,8 +27,10 @@ PLOT_FILE = "rounds.png"
 
 PRIVACY_NOTE = (
     "epsilon is sample-level (per clip) DP-SGD, cumulative over all rounds, "
-    "reported by the RDP accountant. It is not subject-level: a subject with k "
-    "clips is protected at roughly k times that epsilon (group privacy)."
+    "reported by the RDP accountant (epsilon_prv: PRV second opinion). It is "
+    "not subject-level: a subject with k clips is a group of k records; "
+    "subject_level gives the group-privacy bound (inf = no finite bound). "
+    "client_level is a separate guarantee for a device's whole participation."
 )
 
 
@@ -38,6 +41,8 @@ class RunResults:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     privacy: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, Any] = field(default_factory=dict)
+    client_level: dict[str, Any] = field(default_factory=dict)
+    stopped: str | None = None
 
     def add_round(self, entry: dict[str, Any]) -> None:
         self.rounds.append(entry)
@@ -58,8 +63,10 @@ class RunResults:
                     (d["epsilon"] for d in self.privacy.values()), default=0.0
                 ),
                 "devices": self.privacy,
+                "client_level": self.client_level,
             },
             "devices": self.devices,
+            "stopped": self.stopped,
         }
 
     def save(self, out_dir: Path) -> Path:

@@ -2,7 +2,10 @@
 
 After every round it prints one progress line, and writes ``results.json``,
 the global model and the round plot to the run folder, so the latest completed
-round is always on disk.
+round is always on disk. Optional client-level DP-FedAvg and SecAgg+ come from
+the run config; the privacy ledger is kept under ``<run>/ledger/``. When the
+client-level budget would be exceeded the run stops cleanly
+(``PrivacyBudgetExhausted``), keeping the last completed round.
 """
 
 from __future__ import annotations
@@ -10,18 +13,29 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.exception import PrivacyBudgetExhausted
 from flwr.serverapp.strategy import FedAvg
 
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.run_config import RunConfig
 from server.census import Census, take_census, wait_for_nodes
-from server.federation_loop import FederationSettings, RoundOutcome, run_rounds
+from server.client_level_dp import ClientLevelDP
+from server.federation_loop import (
+    FederationSettings,
+    PrivacyControls,
+    RoundOutcome,
+    run_rounds,
+)
+from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
 from server.round_plot import plot_rounds
 from server.run_results import PLOT_FILE, RunResults, save_model
+from server.secagg_round import SecAggSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +52,12 @@ def main(grid: Grid, context: Context) -> None:
     census = take_census(grid, cfg.round_timeout)
     _announce(census, out_dir)
 
+    # Seeded so a run's starting point is reproducible.
+    torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
+    ledger = ServerLedger(out_dir)
+    client_dp = ClientLevelDP(cfg, len(census.nodes_with_role("train")), ledger)
+    privacy = PrivacyControls(ledger, client_dp, context, _secagg_settings(cfg))
     strategy = FedAvg(
         fraction_train=1.0,
         fraction_evaluate=1.0,
@@ -52,30 +71,51 @@ def main(grid: Grid, context: Context) -> None:
     def on_round(outcome: RoundOutcome, latest: Census) -> None:
         results.add_round(outcome.as_entry())
         results.privacy = tracker.as_dict()
+        results.client_level = client_dp.as_dict()
         results.devices = {d.device_id: d.role for d in latest.devices.values()}
         save_model(outcome.arrays.to_torch_state_dict(), out_dir)
         results.save(out_dir)
         plot_rounds(results.rounds, out_dir / PLOT_FILE)
         _progress(outcome, cfg.num_server_rounds)
 
-    run_rounds(
-        grid,
-        strategy,
-        ArrayRecord(model.state_dict()),
-        census,
-        FederationSettings(
-            num_rounds=cfg.num_server_rounds,
-            num_classes=len(COMPOSITE_CLASSES),
-            timeout=cfg.round_timeout,
-        ),
-        tracker,
-        on_round,
-    )
+    try:
+        run_rounds(
+            grid,
+            strategy,
+            ArrayRecord(model.state_dict()),
+            census,
+            FederationSettings(
+                num_rounds=cfg.num_server_rounds,
+                num_classes=len(COMPOSITE_CLASSES),
+                timeout=cfg.round_timeout,
+            ),
+            tracker,
+            on_round,
+            privacy,
+        )
+    except PrivacyBudgetExhausted as exc:
+        # A clean stop: every completed round is already on disk.
+        results.stopped = f"PrivacyBudgetExhausted: {exc}"
+        results.save(out_dir)
+        _say(f"stopped before exceeding the client-level budget: {exc}")
     final = results.to_json()["final"]
+    if not results.rounds:
+        return
     _say(
         f"done: final held-out UF1 {final['uf1']:.3f} UAR {final['uar']:.3f}; "
         f"worst-device sample-level ε {tracker.worst_epsilon():.2f} (δ={cfg.delta:g}); "
         f"results in {out_dir}"
+    )
+
+
+def _secagg_settings(cfg: RunConfig) -> SecAggSettings | None:
+    if not cfg.secagg:
+        return None
+    return SecAggSettings(
+        num_shares=cfg.secagg_num_shares,
+        reconstruction_threshold=cfg.secagg_reconstruction_threshold,
+        clipping_norm=cfg.client_clipping_norm,
+        timeout=cfg.round_timeout,
     )
 
 

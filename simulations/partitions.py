@@ -1,4 +1,7 @@
-"""Assign subjects to simulated devices.
+"""Assign subjects (or clips) to simulated devices.
+
+Partitioners: per subject (one device per subject, the LOSO-compatible
+default), per dataset (cross-silo), and Dirichlet label skew with a seed.
 
 Simulation follows the field's subject-independent protocol: one device per
 subject, and a fixed set of held-out subjects, drawn by seed, that never train
@@ -8,10 +11,12 @@ round or epoch can be chosen by looking at it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from client.datasets.clip_record import ClipRecord
 
 
 @dataclass(frozen=True)
@@ -53,3 +58,89 @@ def split_subjects(subjects: Iterable[str], num_heldout: int, seed: int) -> Subj
         train=tuple(s for s in ordered if s not in heldout),
         heldout=tuple(s for s in ordered if s in heldout),
     )
+
+
+# ---- partitioners over clips --------------------------------------------
+#
+# Each returns a Partition: device -> clip ids, with every clip on exactly one
+# device, and is deterministic for a given seed.  They work on (clip id,
+# subject, dataset, label) only, never on features, so they can run before any
+# preprocessing.
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Clip ids held by each simulated device, in device order."""
+
+    devices: tuple[tuple[str, ...], ...]
+    names: tuple[str, ...]  # one per device: subject, dataset or "device-00"...
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    def device_of(self) -> dict[str, int]:
+        """clip id -> device index."""
+        return {clip: d for d, clips in enumerate(self.devices) for clip in clips}
+
+
+def _group_by(clips: Sequence[ClipRecord], key: Callable[[ClipRecord], str]) -> Partition:
+    groups: dict[str, list[str]] = {}
+    for clip in sorted(clips, key=lambda c: c.clip_id):
+        groups.setdefault(key(clip), []).append(clip.clip_id)
+    names = tuple(sorted(groups))
+    return Partition(devices=tuple(tuple(groups[n]) for n in names), names=names)
+
+
+def partition_by_subject(clips: Sequence[ClipRecord]) -> Partition:
+    """One device per subject (subjects are dataset-namespaced)."""
+    return _group_by(clips, lambda c: c.subject)
+
+
+def partition_by_dataset(clips: Sequence[ClipRecord]) -> Partition:
+    """One device per dataset: the cross-silo setting, each site one release."""
+    return _group_by(clips, lambda c: c.dataset)
+
+
+def partition_dirichlet(clips: Sequence[ClipRecord], num_devices: int, alpha: float, seed: int) -> Partition:
+    """Label skew: for each class, its clips are split over devices in
+    proportions drawn from Dirichlet(alpha).
+
+    Small alpha gives each device few classes (strong skew); large alpha
+    approaches an even split.  Clips are shuffled by seed within each class
+    before splitting, so the result depends only on (clips, alpha, seed).
+    """
+    if num_devices < 1:
+        raise ValueError(f"num_devices must be >= 1, got {num_devices}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[str]] = {}
+    for clip in sorted(clips, key=lambda c: c.clip_id):
+        by_label.setdefault(clip.label, []).append(clip.clip_id)
+    devices: list[list[str]] = [[] for _ in range(num_devices)]
+    for label in sorted(by_label):
+        ids = by_label[label]
+        order = rng.permutation(len(ids))
+        shares = rng.dirichlet(np.full(num_devices, alpha))
+        cuts = np.round(np.cumsum(shares)[:-1] * len(ids)).astype(int)
+        for d, chunk in enumerate(np.split(order, cuts)):
+            devices[d].extend(ids[i] for i in chunk)
+    names = tuple(f"device-{d:02d}" for d in range(num_devices))
+    return Partition(devices=tuple(tuple(sorted(d)) for d in devices), names=names)
+
+
+def label_skew(partition: Partition, labels: dict[str, str]) -> float:
+    """Mean total-variation distance between each device's label distribution
+    and the overall one (0 = identical everywhere, towards 1 = disjoint);
+    devices weighted by their number of clips."""
+    classes = sorted(set(labels.values()))
+    overall = np.array([sum(1 for v in labels.values() if v == c) for c in classes], dtype=float)
+    overall /= overall.sum()
+    total, distance = 0, 0.0
+    for clips in partition.devices:
+        if not clips:
+            continue
+        counts = np.array([sum(1 for clip in clips if labels[clip] == c) for c in classes], dtype=float)
+        distance += len(clips) * 0.5 * np.abs(counts / counts.sum() - overall).sum()
+        total += len(clips)
+    return distance / total if total else 0.0

@@ -89,39 +89,41 @@ def test_good_clips_ready_bad_ones_skipped_with_reasons(clips, tmp_path):
                bad["truncated"], bad["past_end"], bad["gap"]]  # fmt: skip
     result = prepare_clips(records, PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=2)
 
-    assert [p.record.clip_id for p in result.ready] == ["synthetic/mouth", "synthetic/brows"]
-    assert (result.cache_hits, result.computed) == (0, 2)
+    # The clip without an apex label gets its apex spotted instead of being skipped.
+    assert [p.record.clip_id for p in result.ready] == ["synthetic/mouth", "synthetic/no_apex", "synthetic/brows"]
+    assert (result.cache_hits, result.computed) == (0, 3)
     for prepared in result.ready:
         assert prepared.features.shape == (3, 28, 28) and prepared.features.dtype == np.float32
         assert np.isfinite(prepared.features).all()
     # The mouth clip moves in the bottom half, the brows clip in the top half.
     top, bottom = energy_halves(result.ready[0].features)
     assert bottom > 3 * top
-    top, bottom = energy_halves(result.ready[1].features)
+    top, bottom = energy_halves(result.ready[2].features)
     assert top > 3 * bottom
+    # The clip without an apex label moves in the mouth region like its source.
+    top, bottom = energy_halves(result.ready[1].features)
+    assert bottom > 3 * top
 
     reasons = {s.clip_id: s.reason for s in result.skipped}
     categories = {s.clip_id: s.category for s in result.skipped}
-    assert len(result.skipped) == 7
+    assert len(result.skipped) == 6
     assert "missing.avi: file or folder not found" in reasons["synthetic/missing"]
     assert reasons["synthetic/order"].endswith("onset 8 > apex 3")
-    assert reasons["synthetic/no_apex"].endswith("no apex label (apex spotting not enabled)")
     assert "gray.avi" in reasons["synthetic/no_face"] and "no face" in reasons["synthetic/no_face"]
     assert "cut.avi" in reasons["synthetic/truncated"] and "apex 35 requested" in reasons["synthetic/truncated"]
-    assert "video ended at frame 10, apex 25 requested" in reasons["synthetic/past_end"]
-    assert "no image for onset 2, apex 6" in reasons["synthetic/gap"]
+    assert "apex 25 is outside the clip (the clip holds frames 0-9)" in reasons["synthetic/past_end"]
+    assert "apex 6 is outside the clip (the clip holds frames 101-110)" in reasons["synthetic/gap"]
     assert categories == {
         "synthetic/missing": "missing_file",
         "synthetic/order": "bad_annotation",
-        "synthetic/no_apex": "no_apex",
         "synthetic/no_face": "no_face",
         "synthetic/truncated": "truncated_video",
-        "synthetic/past_end": "truncated_video",
-        "synthetic/gap": "missing_frames",
+        "synthetic/past_end": "apex_outside_clip",
+        "synthetic/gap": "apex_outside_clip",
     }
     summary = result.summary()
-    assert summary.splitlines()[0] == "2 clip(s) ready (0 from cache, 2 computed), 7 skipped"
-    assert "truncated video: 2" in summary and "no face: 1" in summary
+    assert summary.splitlines()[0] == "3 clip(s) ready (0 from cache, 3 computed), 6 skipped"
+    assert "truncated video: 1" in summary and "no face: 1" in summary
     assert reasons["synthetic/no_face"] in summary
 
 
@@ -141,7 +143,7 @@ def test_second_run_loads_from_cache_without_computing(clips, tmp_path):
     loaded = load_prepared(good + [bad["no_apex"]], PreprocessConfig(), FeatureCache(tmp_path / "cache"))
     assert [p.record.clip_id for p in loaded.ready] == ["synthetic/mouth", "synthetic/brows"]
     assert loaded.cache_hits == 2 and loaded.computed == 0
-    assert loaded.skipped[0].reason.endswith("no apex label (apex spotting not enabled)")
+    assert "not prepared with config" in loaded.skipped[0].reason
 
 
 def test_cache_entries_hold_features_and_full_metadata(clips, tmp_path):
@@ -308,3 +310,15 @@ print("RESULT", len(result.ready), result.computed, len(result.skipped))
     )  # fmt: skip
     assert "RESULT 2 2 0" in done.stdout, done.stderr[-2000:]
     assert "computing 2 clip(s) in this process instead" in done.stderr
+
+
+def test_flow_sequences_are_computed_and_cached(clips, tmp_path):
+    good, _ = clips
+    config = PreprocessConfig(sequence_length=8)
+    first = prepare_clips(good, config, FeatureCache(tmp_path / "cache"), workers=1)
+    again = prepare_clips(good, config, FeatureCache(tmp_path / "cache"), workers=1)
+    assert again.cache_hits == 2
+    for a, b in zip(first.ready, again.ready):
+        assert a.sequence.shape == (8, 2, 28, 28)
+        np.testing.assert_array_equal(a.sequence, b.sequence)
+    assert prepare_clips(good, PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=1).ready[0].sequence is None

@@ -121,8 +121,8 @@ def test_no_face_in_uniform_gray_image_raises_face_not_found():
 def test_detector_registry_by_name():
     assert "haar" in available_detectors()
     assert isinstance(get_detector("haar"), FaceDetector)
-    with pytest.raises(ValueError, match="unknown face detector 'yunet'.*haar"):
-        get_detector("yunet")
+    with pytest.raises(ValueError, match="unknown face detector 'nope'.*haar"):
+        get_detector("nope")
 
     class CentreDetector:
         """A stand-in for a future detector: the centred half of the image."""
@@ -310,6 +310,11 @@ def test_fingerprint_is_stable_and_covers_every_field():
         PreprocessConfig(scale_percentile=95.0),
         PreprocessConfig(min_flow_px=0.3),
         PreprocessConfig(min_strain=0.05),
+        PreprocessConfig(alignment="eyes"),
+        PreprocessConfig(detector_model="x.onnx"),
+        PreprocessConfig(magnification_alpha=4.0),
+        PreprocessConfig(sequence_length=16),
+        PreprocessConfig(spotting_percentile=90.0),
     ]
     prints = {v.fingerprint() for v in variants}
     assert len(prints) == len(variants) and base.fingerprint() not in prints
@@ -352,3 +357,47 @@ def test_pipeline_on_cohort_generator_faces_when_available():
     apex = warp_local(frame, cx, cy + 0.3 * box.h, 10, 0.0, -2.0)
     top, bottom = energy_halves(clip_features(frame, apex, PreprocessConfig()))
     assert bottom > 2 * top
+
+
+# ---- optional steps: YuNet, magnification, fixed-length sequences -----------
+
+
+def test_yunet_needs_a_model_file_and_never_downloads(tmp_path):
+    with pytest.raises(ValueError, match="needs the path of a YuNet .onnx model"):
+        get_detector("yunet")
+    with pytest.raises(FileNotFoundError, match=r"YuNet model .*missing.onnx not found.*never downloads"):
+        get_detector("yunet", model_path=tmp_path / "missing.onnx")
+    with pytest.raises(FileNotFoundError, match="YuNet model"):
+        PreprocessConfig(detector="yunet", detector_model=str(tmp_path / "missing.onnx")).make_detector()
+
+
+def test_magnification_amplifies_motion_and_keeps_the_onset():
+    from client.preprocessing.magnification import MagnificationConfig, magnify
+
+    face = cv2.cvtColor(draw_face(128, seed=3), cv2.COLOR_BGR2GRAY)
+    frames = [cv2.cvtColor(warp_local(cv2.cvtColor(face, cv2.COLOR_GRAY2BGR), 64, 90, 10, 0.0, -0.1 * t),
+                           cv2.COLOR_BGR2GRAY) for t in range(10)]  # fmt: skip
+    plain = magnify(frames, MagnificationConfig(alpha=0.0))
+    boosted = magnify(frames, MagnificationConfig(alpha=8.0))
+    assert np.array_equal(boosted[0], frames[0]) and plain == frames
+    change = [np.abs(f[-1].astype(float) - f[0].astype(float)).sum() for f in (plain, boosted)]
+    assert change[1] > 2 * change[0]
+    with pytest.raises(ValueError, match="alpha"):
+        MagnificationConfig(alpha=-1)
+
+
+def test_fixed_length_flow_sequence():
+    from client.preprocessing.features import compute_sequence_features
+    from client.preprocessing.temporal_interpolation import resample_frames
+
+    ramp = [np.full((4, 4), v, np.uint8) for v in (0, 100, 200)]
+    assert [int(f[0, 0]) for f in resample_frames(ramp, 5)] == [0, 50, 100, 150, 200]
+    onset, apex = expression_pair(MOUTH)
+    frames = [onset, onset, apex, apex, onset]
+    result = compute_sequence_features(frames, PreprocessConfig(sequence_length=16), apex_index=2)
+    assert result.sequence.shape == (16, 2, 28, 28) and result.sequence.dtype == np.float32
+    assert np.abs(result.sequence[0]).max() == 0.0  # the onset against itself
+    assert np.abs(result.sequence[8]).max() > 0.1  # the held apex
+    assert result.metadata["sequence"]["length"] == 16
+    with pytest.raises(ValueError, match="sequence_length"):
+        PreprocessConfig(sequence_length=1)

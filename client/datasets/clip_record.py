@@ -94,6 +94,16 @@ class ClipError(Exception):
         return (type(self), (self.reason, self.clip_id, self.path))
 
 
+class InvalidAnnotation(ClipError):
+    """Onset/apex/offset cannot describe a clip (order, negative numbers)."""
+
+    category = "bad_annotation"
+
+
+class ApexOutsideClip(ClipError):
+    category = "apex_outside_clip"
+
+
 def frame_order_problem(onset: int, apex: int | None, offset: int) -> str | None:
     """Why (onset, apex, offset) cannot describe a clip, or None when they can.
 

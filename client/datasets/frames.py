@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from client.datasets.clip_record import ClipError, ClipRecord
+from client.datasets.clip_record import ApexOutsideClip, ClipError, ClipRecord, InvalidAnnotation, frame_order_problem
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
@@ -265,3 +265,39 @@ def iter_frames(
             position += 1
     finally:
         capture.release()
+
+
+def check_clip_frames(record: ClipRecord) -> list[int]:
+    """Validate a record's annotation against the frames on disk; returns the
+    frame numbers from onset to offset.
+
+    Catches, before any decoding, what would otherwise fail half-way through
+    preprocessing: frames out of order, an apex outside the clip, onset or
+    offset without an image, and gaps between onset and offset (a frame folder
+    with a hole would make the flow jump).  For videos the container's frame
+    count is trusted here; a truncated file is caught when it is decoded.
+    """
+    problem = frame_order_problem(record.onset, record.apex, record.offset)
+    if problem:
+        raise InvalidAnnotation(problem, record.clip_id, record.source)
+    available = list_frame_numbers(record)
+    if not available:
+        raise MissingFrames("no frames found", record.clip_id, record.source)
+    first, last = available[0], available[-1]
+    span = f"the clip holds frames {first}-{last}"
+    if record.apex is not None and not first <= record.apex <= last:
+        raise ApexOutsideClip(f"apex {record.apex} is outside the clip ({span})", record.clip_id, record.source)
+    present = set(available)
+    for name, number in (("onset", record.onset), ("offset", record.offset)):
+        if number not in present:
+            raise MissingFrames(f"no frame for {name} {number} ({span})", record.clip_id, record.source)
+    wanted = range(record.onset, record.offset + 1)
+    holes = [n for n in wanted if n not in present]
+    if holes:
+        shown = ", ".join(map(str, holes[:5])) + (" ..." if len(holes) > 5 else "")
+        raise MissingFrames(
+            f"{len(holes)} frame(s) missing between onset {record.onset} and offset {record.offset}: {shown}",
+            record.clip_id,
+            record.source,
+        )
+    return list(wanted)

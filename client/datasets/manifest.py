@@ -18,13 +18,16 @@ and row number, and the rest of the file is still read.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.datasets.clip_record import ClipRecord, SkippedClip, frame_order_problem
+from common.atomic_io import write_bytes_atomic
 
 REQUIRED_COLUMNS = ("subject", "clip", "onset", "apex", "offset", "label")
 OPTIONAL_COLUMNS = ("dataset", "fps", "action_units", "clip_id")
@@ -34,6 +37,10 @@ OPTIONAL_COLUMNS = ("dataset", "fps", "action_units", "clip_id")
 # is rejected rather than guessed at.
 _INT_RE = re.compile(r"^\+?([0-9]+)(?:\.0*)?$")
 _MAX_FRAME = 2**31 - 1
+
+
+# Column order when fedmer writes a manifest (e.g. `fedmer prepare`).
+WRITTEN_COLUMNS = REQUIRED_COLUMNS + ("dataset", "fps", "clip_id", "action_units")
 
 
 class ManifestError(ValueError):
@@ -50,8 +57,11 @@ class ManifestTable:
         return len(self.clips)
 
 
-class _RowProblem(Exception):
-    """Internal: one row is unusable; message is the human reason."""
+class RowProblem(Exception):
+    """One row of an annotation table is unusable; the message is the human reason.
+
+    Shared by the CSV manifest and the spreadsheet readers so both word row
+    problems alike."""
 
 
 def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable:
@@ -96,27 +106,21 @@ def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable
             except csv.Error as exc:
                 # e.g. a cell over the csv field size limit; the reader can go on.
                 row = reader.line_num
-                table.skipped.append(_skip(path, row, f"malformed CSV: {exc}"))
+                table.skipped.append(row_skip(path, row, f"malformed CSV: {exc}"))
                 continue
             row = reader.line_num  # physical line, so it matches what an editor shows
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines are layout, not data
             try:
                 record = _parse_row(path, cells, index, default_dataset)
-            except _RowProblem as problem:
-                table.skipped.append(_skip(path, row, str(problem)))
+            except RowProblem as problem:
+                table.skipped.append(row_skip(path, row, str(problem)))
                 continue
             first = first_row_of.get(record.clip_id)
             if first is not None:
                 table.skipped.append(
-                    SkippedClip(
-                        clip_id=record.clip_id,
-                        reason=(
-                            f"{path.name} row {row}: duplicate clip id {record.clip_id!r} "
-                            f"(first on row {first}); add a clip_id column to list several "
-                            f"events of one video"
-                        ),
-                        category="duplicate",
+                    duplicate_skip(
+                        path, row, record.clip_id, first, "add a clip_id column to list several events of one video"
                     )
                 )
                 continue
@@ -125,8 +129,9 @@ def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable
     return table
 
 
-def _skip(path: Path, row: int, reason: str) -> SkippedClip:
-    return SkippedClip(clip_id=f"{path.name} row {row}", reason=f"{path.name} row {row}: {reason}", category="bad_row")
+def row_skip(path: Path, row: int, reason: str, category: str = "bad_row") -> SkippedClip:
+    """A skipped table row, named by file and row as an editor shows them."""
+    return SkippedClip(clip_id=f"{path.name} row {row}", reason=f"{path.name} row {row}: {reason}", category=category)
 
 
 def _cell(cells: list[str], index: dict[str, int], name: str) -> str:
@@ -136,14 +141,21 @@ def _cell(cells: list[str], index: dict[str, int], name: str) -> str:
     return cells[position].strip()
 
 
-def _parse_frame(name: str, text: str) -> int:
+def duplicate_skip(path: Path, row: int, clip_id: str, first_row: int, hint: str = "") -> SkippedClip:
+    """A row whose clip id an earlier row already used; the first one is kept."""
+    reason = f"{path.name} row {row}: duplicate clip id {clip_id!r} (first on row {first_row})"
+    return SkippedClip(clip_id=clip_id, reason=f"{reason}; {hint}" if hint else reason, category="duplicate")
+
+
+def parse_frame_number(name: str, text: str) -> int:
+    """A frame number cell as an int, or RowProblem saying what is wrong with it."""
     match = _INT_RE.match(text)
     if not match:
         shown = text if len(text) <= 40 else text[:37] + "..."
-        raise _RowProblem(f"{name} {shown!r} is not a non-negative integer frame number")
+        raise RowProblem(f"{name} {shown!r} is not a non-negative integer frame number")
     value = int(match.group(1))
     if value > _MAX_FRAME:
-        raise _RowProblem(f"{name} {value} is implausibly large")
+        raise RowProblem(f"{name} {value} is implausibly large")
     return value
 
 
@@ -151,26 +163,26 @@ def _parse_row(path: Path, cells: list[str], index: dict[str, int], default_data
     values = {name: _cell(cells, index, name) for name in index}
     for name in ("subject", "clip", "onset", "offset", "label"):
         if not values[name]:
-            raise _RowProblem(f"empty {name}")
+            raise RowProblem(f"empty {name}")
     # A NUL byte cannot be part of a file name on any platform we run on.
     if "\x00" in values["clip"]:
-        raise _RowProblem("clip path contains a NUL character")
+        raise RowProblem("clip path contains a NUL character")
 
-    onset = _parse_frame("onset", values["onset"])
-    offset = _parse_frame("offset", values["offset"])
-    apex = _parse_frame("apex", values["apex"]) if values["apex"] else None
+    onset = parse_frame_number("onset", values["onset"])
+    offset = parse_frame_number("offset", values["offset"])
+    apex = parse_frame_number("apex", values["apex"]) if values["apex"] else None
     problem = frame_order_problem(onset, apex, offset)
     if problem:
-        raise _RowProblem(problem)
+        raise RowProblem(problem)
 
     fps: float | None = None
     if values.get("fps"):
         try:
             fps = float(values["fps"])
         except ValueError:
-            raise _RowProblem(f"fps {values['fps']!r} is not a number") from None
+            raise RowProblem(f"fps {values['fps']!r} is not a number") from None
         if not math.isfinite(fps) or fps <= 0:
-            raise _RowProblem(f"fps {values['fps']!r} must be a positive number")
+            raise RowProblem(f"fps {values['fps']!r} must be a positive number")
 
     dataset = values.get("dataset") or default_dataset
     clip_text = values["clip"]
@@ -200,3 +212,23 @@ def _parse_row(path: Path, cells: list[str], index: dict[str, int], default_data
         fps=fps,
         action_units=values.get("action_units", ""),
     )
+
+
+def write_manifest(path: Path | str, records: Iterable[ClipRecord]) -> Path:
+    """Write records as a generic manifest that `read_manifest` reads back to
+    the same records (ids and namespaced subjects included).
+
+    Sources are written as absolute paths so the manifest can live anywhere;
+    the file is replaced atomically, so a reader never sees half of it.
+    """
+    path = Path(path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(WRITTEN_COLUMNS)
+    for r in records:
+        writer.writerow(
+            [r.subject, str(Path(r.source).resolve()), r.onset, "" if r.apex is None else r.apex, r.offset,
+             r.label, r.dataset, "" if r.fps is None else f"{r.fps:g}", r.clip_id, r.action_units]
+        )  # fmt: skip
+    write_bytes_atomic(path, text.getvalue().encode("utf-8"))
+    return path

@@ -57,7 +57,7 @@ HAAR_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
 @lru_cache(maxsize=None)
-def _load_cascade(path: str) -> cv2.CascadeClassifier:
+def load_cascade(path: str) -> cv2.CascadeClassifier:
     # Loaded on first use and kept for the life of the process (each prepare
     # worker loads it once), never at import time.
     cascade = cv2.CascadeClassifier(path)
@@ -95,7 +95,7 @@ class HaarFaceDetector:
         gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
         gray = cv2.equalizeHist(gray)
         side = max(1, int(min(gray.shape[:2]) * self.min_size_fraction))
-        boxes = _load_cascade(self.cascade_path).detectMultiScale(
+        boxes = load_cascade(self.cascade_path).detectMultiScale(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
         )
         return [FaceBox(int(x), int(y), int(w), int(h)) for (x, y, w, h) in boxes]
@@ -111,7 +111,53 @@ class HaarFaceDetector:
         }
 
 
-_REGISTRY: dict[str, Callable[..., FaceDetector]] = {"haar": HaarFaceDetector}
+class YuNetFaceDetector:
+    """OpenCV's YuNet CNN detector (cv2.FaceDetectorYN) from an ONNX file the
+    user supplies.  Nothing is downloaded: the model is licensed and versioned
+    separately (opencv_zoo "face_detection_yunet_2023mar.onnx"), and a device
+    must not need the network to prepare its data."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path = "", score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
+        if not str(model_path):
+            raise ValueError("the yunet detector needs the path of a YuNet .onnx model (--detector-model)")
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"YuNet model {path} not found; download face_detection_yunet_2023mar.onnx from "
+                f"the opencv_zoo repository yourself and pass its path (fedmer never downloads models)"
+            )
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise RuntimeError(f"this OpenCV ({cv2.__version__}) has no cv2.FaceDetectorYN; need OpenCV >= 4.5.4")
+        self.model_path = path
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self._model: Any = None
+
+    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+        h, w = image_bgr.shape[:2]
+        if self._model is None:
+            self._model = cv2.FaceDetectorYN.create(str(self.model_path), "", (w, h), self.score_threshold, self.nms_threshold)
+        self._model.setInputSize((w, h))
+        image = image_bgr if image_bgr.ndim == 3 else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
+        _, faces = self._model.detect(image)
+        if faces is None:
+            return []
+        return [FaceBox(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[-1])) for f in faces]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model_path.name,
+            "model_bytes": self.model_path.stat().st_size,
+            "score_threshold": self.score_threshold,
+            "nms_threshold": self.nms_threshold,
+            "opencv": cv2.__version__,
+        }
+
+
+_REGISTRY: dict[str, Callable[..., FaceDetector]] = {"haar": HaarFaceDetector, "yunet": YuNetFaceDetector}
 
 
 def register_detector(name: str, factory: Callable[..., FaceDetector]) -> None:

@@ -37,15 +37,27 @@ import cv2
 import numpy as np
 
 from client.datasets.clip_record import ClipError
-from client.preprocessing.face_crop import crop_clip
-from client.preprocessing.face_detection import available_detectors, get_detector
-from client.preprocessing.optical_flow import FLOW_METHODS, compute_flow, describe_flow_method, optical_strain
+from client.preprocessing.alignment import align_frames, alignment_matrix, describe_alignment, detect_eyes
+from client.preprocessing.apex_spotting import SpottingConfig, spot_apex
+from client.preprocessing.face_crop import apply_crop, crop_box_for_face, full_frame_box
+from client.preprocessing.face_detection import FaceDetector, available_detectors, detect_largest_face, get_detector
+from client.preprocessing.magnification import MagnificationConfig, magnify
+from client.preprocessing.optical_flow import (
+    FLOW_METHODS,
+    compute_flow,
+    describe_flow_method,
+    optical_strain,
+    remove_rigid_motion,
+    shrink_flow,
+)
+from client.preprocessing.temporal_interpolation import flow_sequence
 
 # Bump when the feature computation changes in a way the config does not show;
 # it is part of the fingerprint, so stale cache entries are simply not found.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 CHANNELS = ("u", "v", "strain")
 NORMALIZATIONS = ("robust_max", "none")
+ALIGNMENTS = ("none", "eyes")
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,13 @@ class PreprocessConfig:
     scale_percentile: float = 99.0
     min_flow_px: float = 0.2  # at face_size; motion below this is treated as noise
     min_strain: float = 0.02
+    # Eye-based similarity alignment ("eyes") instead of the plain face box;
+    # falls back to the box (recorded in the metadata) when two eyes are not found.
+    alignment: str = "none"
+    detector_model: str = ""  # model file of a detector that needs one (yunet)
+    magnification_alpha: float = 0.0  # Eulerian motion magnification; 0 = off
+    sequence_length: int = 0  # also cache a fixed-length flow sequence (e.g. 16); 0 = off
+    spotting_percentile: float = 95.0  # apex spotting score, when a clip has no apex label
 
     def __post_init__(self) -> None:
         if self.flow_method not in FLOW_METHODS:
@@ -77,6 +96,35 @@ class PreprocessConfig:
             raise ValueError(f"scale_percentile {self.scale_percentile} outside [50, 100]")
         if self.min_flow_px <= 0 or self.min_strain <= 0:
             raise ValueError("min_flow_px and min_strain must be > 0")
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment {self.alignment!r} not one of {', '.join(ALIGNMENTS)}")
+        if self.alignment != "none" and self.skip_detection:
+            raise ValueError("alignment needs face detection; it cannot be combined with skip_detection")
+        if self.sequence_length != 0 and self.sequence_length < 2:
+            raise ValueError(f"sequence_length {self.sequence_length} must be 0 (off) or >= 2")
+        if not 50.0 <= self.spotting_percentile <= 100.0:
+            raise ValueError(f"spotting_percentile {self.spotting_percentile} outside [50, 100]")
+        MagnificationConfig(alpha=self.magnification_alpha)  # validates alpha
+
+    @property
+    def magnification(self) -> MagnificationConfig:
+        return MagnificationConfig(alpha=self.magnification_alpha)
+
+    @property
+    def spotting(self) -> SpottingConfig:
+        return SpottingConfig(percentile=self.spotting_percentile)
+
+    def needs_all_frames(self) -> bool:
+        """Whether features need every frame from onset to offset, not just
+        onset and apex (magnification filters in time; sequences sample it)."""
+        return self.magnification.enabled or self.sequence_length > 0
+
+    def make_detector(self) -> FaceDetector | None:
+        """The configured detector; None when frames are already face crops."""
+        if self.skip_detection:
+            return None
+        options = {"model_path": self.detector_model} if self.detector_model else {}
+        return get_detector(self.detector, **options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +144,7 @@ class PreprocessConfig:
 class FeatureResult:
     features: np.ndarray  # (3, F, F) float32: u, v, strain
     metadata: dict[str, Any] = field(default_factory=dict)
+    sequence: np.ndarray | None = None  # (T, 2, F, F) float32 flow, when sequence_length > 0
 
 
 def flow_features(onset_face_gray: np.ndarray, apex_face_gray: np.ndarray, config: PreprocessConfig) -> FeatureResult:
@@ -106,12 +155,9 @@ def flow_features(onset_face_gray: np.ndarray, apex_face_gray: np.ndarray, confi
 
     global_motion = np.zeros(2, dtype=np.float32)
     if config.remove_global_motion:
-        global_motion = np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
-        flow = flow - global_motion
+        flow, global_motion = remove_rigid_motion(flow)
 
-    size = config.feature_size
-    factor = size / flow.shape[1]
-    small = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * np.float32(factor)
+    small, factor = shrink_flow(flow, config.feature_size)
     strain = optical_strain(small)
     u, v = small[..., 0], small[..., 1]
 
@@ -134,23 +180,79 @@ def flow_features(onset_face_gray: np.ndarray, apex_face_gray: np.ndarray, confi
     return FeatureResult(features=features, metadata=stats)
 
 
+@dataclass(frozen=True)
+class FaceTrack:
+    """A clip's gray face crops (one crop/alignment for all frames) and how they were made."""
+
+    faces: list[np.ndarray]
+    metadata: dict[str, Any]
+
+
+def face_crops(frames_bgr: list[np.ndarray], config: PreprocessConfig) -> FaceTrack:
+    """Detect (and align) once on frames_bgr[0], the onset; apply to every frame."""
+    first = frames_bgr[0]
+    if any(f.shape[:2] != first.shape[:2] for f in frames_bgr):
+        raise ClipError(f"frames of the clip differ in size (onset frame is {first.shape[1]}x{first.shape[0]})")
+    size = config.face_size
+    detector = config.make_detector()
+    meta: dict[str, Any] = {
+        "detector": detector.describe() if detector is not None else {"name": "none (frames are face crops)"},
+        "frame_size": [int(first.shape[1]), int(first.shape[0])],
+        "face_box": None,
+    }
+    faces = None
+    if detector is None:
+        box = full_frame_box(first.shape)
+    else:
+        face = detect_largest_face(first, detector)
+        meta["face_box"] = face.as_list()
+        box = crop_box_for_face(face, config.margin)
+        if config.alignment == "eyes":
+            eyes = detect_eyes(first, face)
+            matrix = alignment_matrix(eyes, size) if eyes is not None else None
+            meta["alignment"] = describe_alignment(eyes, matrix)
+            if matrix is not None:
+                faces = align_frames(frames_bgr, matrix, size)
+    meta["crop_box"] = box.as_list() if faces is None else None
+    if faces is None:
+        faces = [apply_crop(frame, box, size) for frame in frames_bgr]
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in faces]
+    if config.magnification.enabled:
+        gray = magnify(gray, config.magnification)
+        meta["magnification"] = config.magnification.describe()
+    return FaceTrack(gray, meta)
+
+
+def compute_sequence_features(
+    frames_bgr: list[np.ndarray], config: PreprocessConfig, apex_index: int | None, first_frame: int = 0
+) -> FeatureResult:
+    """Features of a clip given as frames from its onset (frames_bgr[0]).
+
+    `apex_index` is the apex's position in `frames_bgr`; None spots it (the
+    spotted frame number, `first_frame` + position, goes in the metadata).
+    """
+    track = face_crops(frames_bgr, config)
+    observed = dict(track.metadata)
+    if apex_index is None:
+        spot = spot_apex(track.faces, config.flow_method, config.spotting)
+        apex_index = spot.index
+        observed["apex_spotting"] = spot.describe(config.spotting, first_frame)
+    observed["apex_source"] = "spotted" if "apex_spotting" in observed else "annotation"
+    result = flow_features(track.faces[0], track.faces[apex_index], config)
+    sequence = None
+    if config.sequence_length:
+        sequence = flow_sequence(
+            track.faces, config.sequence_length, config.flow_method, config.feature_size, config.remove_global_motion
+        )
+        observed["sequence"] = {"length": config.sequence_length, "shape": list(sequence.shape), "interpolation": "linear"}
+    return FeatureResult(result.features, record_metadata(config, **observed, **result.metadata), sequence)
+
+
 def compute_clip_features(onset_bgr: np.ndarray, apex_bgr: np.ndarray, config: PreprocessConfig) -> FeatureResult:
     """Full pipeline from the two raw frames; metadata records everything used."""
     if onset_bgr.shape[:2] != apex_bgr.shape[:2]:
         raise ClipError(f"onset frame {onset_bgr.shape[:2]} and apex frame {apex_bgr.shape[:2]} differ in size")
-    detector = None if config.skip_detection else get_detector(config.detector)
-    crop = crop_clip([onset_bgr, apex_bgr], detector, face_size=config.face_size, margin=config.margin)
-    onset_gray, apex_gray = (cv2.cvtColor(face, cv2.COLOR_BGR2GRAY) for face in crop.faces)
-    result = flow_features(onset_gray, apex_gray, config)
-    metadata = record_metadata(
-        config,
-        detector=detector.describe() if detector is not None else {"name": "none (frames are face crops)"},
-        frame_size=[int(onset_bgr.shape[1]), int(onset_bgr.shape[0])],
-        face_box=crop.face.as_list() if crop.face is not None else None,
-        crop_box=crop.box.as_list(),
-        **result.metadata,
-    )
-    return FeatureResult(features=result.features, metadata=metadata)
+    return compute_sequence_features([onset_bgr, apex_bgr], config, apex_index=1)
 
 
 def clip_features(onset_bgr: np.ndarray, apex_bgr: np.ndarray, config: PreprocessConfig) -> np.ndarray:

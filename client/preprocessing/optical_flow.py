@@ -126,3 +126,20 @@ def optical_strain(flow: np.ndarray) -> np.ndarray:
     u_y, u_x = np.gradient(u)
     v_y, v_x = np.gradient(v)
     return np.sqrt(u_x**2 + v_y**2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
+
+
+def remove_rigid_motion(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flow minus its median vector, and that vector.
+
+    A face crop is mostly skin that takes no part in a micro-expression, so the
+    median is the rigid head drift, often as large as the expression itself.
+    """
+    global_motion = np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
+    return flow - global_motion, global_motion
+
+
+def shrink_flow(flow: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Flow resized to size x size (area average, no aliasing) with its vectors
+    scaled by the same factor, so they stay in pixels of the new grid."""
+    factor = size / flow.shape[1]
+    return cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * np.float32(factor), factor

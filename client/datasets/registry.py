@@ -1,0 +1,74 @@
+"""Dataset kinds by name, and auto-detection of a dataset root.
+
+`read_dataset(root, kind)` is the one entry point `fedmer prepare` uses; kind
+"auto" asks every reader whether the root looks like its release.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from client.datasets.casme2 import Casme2CroppedReader, Casme2Reader
+from client.datasets.casme3 import Casme3Reader
+from client.datasets.fourdme import FourDmeReader
+from client.datasets.manifest import ManifestError, ManifestTable, read_manifest
+from client.datasets.mmew import MmewReader
+from client.datasets.release import ReleaseReader
+from client.datasets.samm import SammReader
+from client.datasets.smic import SmicReader
+
+READERS: dict[str, type[ReleaseReader]] = {
+    reader.kind: reader
+    for reader in (Casme2Reader, Casme2CroppedReader, SammReader, SmicReader, Casme3Reader, MmewReader, FourDmeReader)
+}
+MANIFEST = "manifest"
+KINDS: tuple[str, ...] = ("auto", *READERS, MANIFEST)
+
+
+def _manifest_path(root: Path) -> Path | None:
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return root
+    candidate = root / "manifest.csv"
+    return candidate if candidate.is_file() else None
+
+
+def detect_kind(root: Path | str) -> str:
+    """The kind of dataset at `root`; an error lists what was looked for."""
+    root = Path(root)
+    if not root.exists():
+        raise ManifestError(f"{root}: dataset root not found")
+    if _manifest_path(root) is not None:
+        return MANIFEST
+    found = [kind for kind, reader in READERS.items() if reader().looks_like(root)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ManifestError(
+            f"{root}: cannot tell which dataset this is (no manifest.csv and no official layout of "
+            f"{', '.join(READERS)}); pass --kind"
+        )
+    raise ManifestError(f"{root}: looks like several datasets ({', '.join(found)}); pass --kind")
+
+
+def reader_for(kind: str) -> ReleaseReader | None:
+    """The release reader of `kind` (None for the generic manifest)."""
+    if kind == MANIFEST:
+        return None
+    try:
+        return READERS[kind]()
+    except KeyError:
+        raise ValueError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}") from None
+
+
+def read_dataset(root: Path | str, kind: str = "auto") -> tuple[str, ManifestTable]:
+    """(resolved kind, clip table) of the dataset at `root`."""
+    root = Path(root)
+    if kind == "auto":
+        kind = detect_kind(root)
+    reader = reader_for(kind)
+    if reader is None:
+        path = _manifest_path(root)
+        if path is None:
+            raise ManifestError(f"{root}: no manifest.csv (pass the CSV file or its folder)")
+        return kind, read_manifest(path)
+    return kind, reader.read(root)

@@ -1,0 +1,141 @@
+"""The auditor's report: budgets in plain text, a Markdown report, PNG plots."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.privacy.group_privacy import subject_level
+from common.privacy.ledger import history_of
+from common.privacy.ledger_audit import ChainAudit
+
+REPORT_FILE = "audit_report.md"
+
+
+def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
+    """Per-chain and global budgets, spent and remaining."""
+    lines = []
+    for audit in audits:
+        lines.append(
+            f"{audit.owner:<20} {audit.mechanism():<10} spent ε={_fmt(audit.spent())}  "
+            f"budget {_budget(audit.budget())}  remaining {_remaining(audit)}  "
+            f"[{'OK' if audit.ok else 'FAILED'}]"
+        )
+    for mechanism, label in (("dp-sgd", "sample-level (worst device)"), ("dp-fedavg", "client-level")):
+        chains = [a for a in audits if a.mechanism() == mechanism]
+        if chains:
+            worst = max(chains, key=lambda a: a.spent())
+            lines.append(
+                f"global {label}: ε={_fmt(worst.spent())} ({worst.owner}), "
+                f"remaining {_remaining(worst)}"
+            )
+    return lines
+
+
+def write_report(
+    audits: Sequence[ChainAudit], out_dir: Path, clips_per_subject: int, rtol: float
+) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = [f for a in audits for f in a.failures]
+    md = [
+        "# fedmer privacy audit",
+        "",
+        f"**Result: {'FAILED' if failed else 'all ledgers verified'}** "
+        f"({len(audits)} ledger(s); epsilon recomputed with dp-accounting RDP, "
+        f"relative tolerance {rtol:g}, and PLD as the tight reference).",
+        "",
+        "## Budgets",
+        "",
+        "| ledger | mechanism | entries | refusals | spent ε | budget | remaining | "
+        f"subject-level ε (k={clips_per_subject}) | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for audit in audits:
+        subject = "n/a"
+        if audit.checks and audit.mechanism() == "dp-sgd":
+            history = history_of([c.entry for c in audit.checks])
+            delta = float(audit.checks[-1].entry["delta"])
+            subject = _fmt(subject_level(history, clips_per_subject, delta).epsilon)
+        refusals = sum(c.entry["event"] == "refused" for c in audit.checks)
+        md.append(
+            f"| `{audit.path.name}` | {audit.mechanism()} | {len(audit.checks)} | {refusals} | "
+            f"{_fmt(audit.spent())} | {_budget(audit.budget())} | {_remaining(audit)} | "
+            f"{subject} | {'OK' if audit.ok else 'FAILED'} |"
+        )
+    md += ["", *[f"- {line}" for line in budget_lines(audits)[len(audits):]], ""]
+    md += [
+        "Sample-level ε protects one clip. A subject with k clips is a group of k records; "
+        "the subject-level column applies the group-privacy theorem "
+        "(k·ε at a smaller sample-level δ', δ = k·e^((k−1)ε)·δ'); ∞ means no finite bound. "
+        "Client-level ε (dp-fedavg) protects a device's whole participation and assumes "
+        "no client sampling (no amplification).",
+        "",
+    ]
+    if failed:
+        md += ["## Failures", "", *[f"- {f}" for f in failed], ""]
+    md += ["## Entries", ""]
+    for audit in audits:
+        plot = out_dir / f"epsilon_{_safe(audit.owner)}_{_safe(audit.path.stem)}.png"
+        _plot(audit, plot)
+        md += [
+            f"### {audit.owner} (`{audit.path}`)",
+            "",
+            f"![epsilon vs round]({plot.name})",
+            "",
+            "| line | round | event | σ | q | steps | claimed ε | RDP (dp-accounting) | PLD |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in audit.checks:
+            e = c.entry
+            md.append(
+                f"| {c.line} | {e['round']} | {e['event']} | {float(e['sigma']):.4g} | "
+                f"{float(e['q']):.4g} | {e['steps']} | {_fmt(float(e['epsilon']))} | "
+                f"{_fmt(c.rdp)} | {_fmt(c.pld)} |"
+            )
+        md.append("")
+    path = out_dir / REPORT_FILE
+    path.write_text("\n".join(md) + "\n")
+    return path
+
+
+def _plot(audit: ChainAudit, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    rounds = [int(c.entry["round"]) for c in audit.checks]
+    ax.plot(rounds, [float(c.entry["epsilon"]) for c in audit.checks], "o-", label="claimed (ledger)")
+    ax.plot(rounds, [c.rdp for c in audit.checks], "x--", label="dp-accounting RDP")
+    ax.plot(rounds, [c.pld for c in audit.checks], ".:", label="dp-accounting PLD")
+    refused = [int(c.entry["round"]) for c in audit.checks if c.entry["event"] == "refused"]
+    for r in refused:
+        ax.axvline(r, color="red", alpha=0.3)
+    if audit.budget() > 0:
+        ax.axhline(audit.budget(), color="grey", linestyle="--", label="budget")
+    ax.set_xlabel("round")
+    ax.set_ylabel("cumulative ε")
+    ax.set_title(f"{audit.owner} ({audit.mechanism()})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.4f}"
+
+
+def _budget(budget: float) -> str:
+    return f"{budget:g}" if budget > 0 else "none"
+
+
+def _remaining(audit: ChainAudit) -> str:
+    return _fmt(max(audit.budget() - audit.spent(), 0.0)) if audit.budget() > 0 else "n/a"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)

@@ -1,0 +1,179 @@
+"""Empirical privacy audit in one training run (Steinke, Nasr & Jagielski, 2023).
+
+``m`` canaries are made; each is inserted into the device's training data
+independently with probability 1/2. After one training run the auditor scores
+every canary (how much training lowered its loss, knowing the initial and the
+final model: a white-box membership-inference test), guesses "in" for the
+``k`` highest scores and "out" for the ``k`` lowest, and abstains on the rest.
+If training is (epsilon, delta)-DP, the number of correct guesses is
+stochastically dominated by a binomial with success probability
+e^epsilon / (1 + e^epsilon) (plus a delta term), so a high count yields a
+lower bound on epsilon at a chosen confidence. The bound must stay below the
+claimed epsilon; a non-private baseline shows the test has power.
+
+The canaries are random inputs with random labels (they cannot be learned
+from the rest of the data, only memorized), and the data are synthetic
+features of the model's real input shape: the audit measures the training
+mechanism (Opacus DP-SGD with fedmer's settings), on CPU, in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from client.dp_training import DPSettings, sample_rate_for, steps_per_epoch, train_with_dp
+from common.models import build_model
+from common.privacy.accounting import calibrate_noise_multiplier, epsilon_rdp
+
+INPUT_SHAPE = (3, 28, 28)
+NUM_CLASSES = 3
+
+
+@dataclass(frozen=True)
+class EmpiricalAuditConfig:
+    target_epsilon: float = 8.0  # 0 = the non-private baseline (no noise, no clipping)
+    delta: float = 1e-5
+    canaries: int = 200
+    real_examples: int = 100
+    guesses: int = 20  # k "in" guesses and k "out" guesses
+    epochs: int = 20
+    batch_size: int = 50
+    learning_rate: float = 0.5
+    max_grad_norm: float = 1.0
+    canary_scale: float = 3.0  # canary inputs ~ N(0, scale^2): far from the real data
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EmpiricalAuditResult:
+    claimed_epsilon: float
+    epsilon_lower_bound: float
+    auc: float
+    tpr_at_fpr_1e3: float
+    correct_guesses: int
+    guesses: int
+    canaries: int
+    canaries_in: int
+    noise_multiplier: float
+    confidence: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def run_empirical_audit(cfg: EmpiricalAuditConfig) -> EmpiricalAuditResult:
+    rng = np.random.default_rng(cfg.seed)
+    real_x, real_y = _real_examples(rng, cfg.real_examples)
+    canary_x = rng.normal(0.0, cfg.canary_scale, size=(cfg.canaries, *INPUT_SHAPE)).astype(
+        np.float32
+    )
+    canary_y = rng.integers(0, NUM_CLASSES, cfg.canaries)
+    included = rng.random(cfg.canaries) < 0.5
+    x = np.concatenate([real_x, canary_x[included]])
+    y = np.concatenate([real_y, canary_y[included]])
+
+    torch.manual_seed(cfg.seed)
+    model = build_model("ststnet", num_classes=NUM_CLASSES)
+    initial_loss = _losses(model, canary_x, canary_y)
+    private = cfg.target_epsilon > 0
+    q = sample_rate_for(len(x), cfg.batch_size)
+    steps = cfg.epochs * steps_per_epoch(len(x), cfg.batch_size)
+    sigma = calibrate_noise_multiplier(cfg.target_epsilon, cfg.delta, q, steps) if private else 0.0
+    # The baseline is plain SGD: no noise, and a clipping norm no gradient reaches.
+    clip = cfg.max_grad_norm if private else 1e6
+    result = train_with_dp(
+        model, x, y,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        dp=DPSettings(sigma, clip, cfg.delta), history=[], seed=cfg.seed,
+    )
+    scores = initial_loss - _losses(model, canary_x, canary_y)
+    correct, made = _guess(scores, included, cfg.guesses)
+    return EmpiricalAuditResult(
+        claimed_epsilon=epsilon_rdp(result.history, cfg.delta),
+        epsilon_lower_bound=epsilon_lower_bound(
+            cfg.canaries, made, correct, cfg.delta, cfg.confidence
+        ),
+        auc=auc(scores[included], scores[~included]),
+        tpr_at_fpr_1e3=tpr_at_fpr(scores[included], scores[~included], 1e-3),
+        correct_guesses=correct,
+        guesses=made,
+        canaries=cfg.canaries,
+        canaries_in=int(included.sum()),
+        noise_multiplier=sigma,
+        confidence=cfg.confidence,
+    )
+
+
+def _real_examples(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable stand-ins for flow/strain features: a class-dependent mean plus noise."""
+    prototypes = rng.normal(0.0, 1.0, size=(NUM_CLASSES, *INPUT_SHAPE))
+    labels = rng.integers(0, NUM_CLASSES, n)
+    features = prototypes[labels] + rng.normal(0.0, 1.0, size=(n, *INPUT_SHAPE))
+    return features.astype(np.float32), labels
+
+
+@torch.no_grad()
+def _losses(model: nn.Module, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    was_training = model.training
+    model.eval()  # dropout off while scoring
+    logits = model(torch.as_tensor(x))
+    model.train(was_training)
+    return nn.functional.cross_entropy(logits, torch.as_tensor(y), reduction="none").numpy()
+
+
+def _guess(scores: np.ndarray, included: np.ndarray, k: int) -> tuple[int, int]:
+    """Guess "in" for the k top scores and "out" for the k bottom ones; count hits."""
+    k = min(k, len(scores) // 2)
+    order = np.argsort(scores)
+    correct = int(included[order[-k:]].sum()) + int((~included[order[:k]]).sum())
+    return correct, 2 * k
+
+
+def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
+    """P[>= v of r guesses correct] under (epsilon, delta)-DP (Steinke et al., Thm. 5.2)."""
+    q = 1.0 / (1.0 + math.exp(-epsilon))
+    beta = float(stats.binom.sf(v - 1, r, q))
+    alpha, cumulative = 0.0, 0.0
+    for i in range(1, v + 1):
+        cumulative += float(stats.binom.pmf(v - i, r, q))
+        alpha = max(alpha, cumulative / i)
+    return min(beta + alpha * delta * 2 * m, 1.0)
+
+
+def epsilon_lower_bound(m: int, r: int, v: int, delta: float, confidence: float) -> float:
+    """The largest epsilon rejected at ``confidence`` by v correct of r guesses."""
+    p = 1.0 - confidence
+    if r == 0 or p_value(m, r, v, 0.0, delta) > p:
+        return 0.0
+    low, high = 0.0, 1.0
+    while p_value(m, r, v, high, delta) <= p:
+        high *= 2.0
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if p_value(m, r, v, mid, delta) <= p else (low, mid)
+    return low
+
+
+def auc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U), ties counted half."""
+    ranks = stats.rankdata(np.concatenate([in_scores, out_scores]))
+    u = ranks[: len(in_scores)].sum() - len(in_scores) * (len(in_scores) + 1) / 2
+    return float(u / (len(in_scores) * len(out_scores)))
+
+
+def tpr_at_fpr(in_scores: np.ndarray, out_scores: np.ndarray, fpr: float) -> float:
+    """TPR at the threshold that lets at most ``fpr`` of out-canaries through.
+
+    With n out-canaries the smallest FPR measurable is 1/n; below that the
+    threshold is above every out-score (FPR 0).
+    """
+    allowed = math.floor(fpr * len(out_scores))
+    threshold = np.sort(out_scores)[::-1][allowed] if allowed < len(out_scores) else -np.inf
+    return float(np.mean(in_scores > threshold))

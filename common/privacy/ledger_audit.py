@@ -1,0 +1,145 @@
+"""Verify privacy ledgers: chain, signatures, and every epsilon, independently.
+
+For each ledger file (one chain) the auditor checks, entry by entry:
+
+* the line is exactly a ledger entry; ``seq`` counts from 0 with no gap
+  (a deleted line shows up here); ``prev_hash`` is the hash of the previous
+  entry; all entries are signed by the same Ed25519 key (the chain's first
+  entry pins it, or a key the auditor trusts) and the signature is valid;
+* the claimed cumulative epsilon equals what ``dp-accounting`` RDP gives for
+  the history the chain records (within ``rtol``), and is not below the tight
+  PLD figure (a claim below it would under-report the spend);
+* a refusal claims the epsilon spent before it, and spends nothing.
+
+Every failure names the file, line, seq, device and round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.privacy.ledger import (
+    GENESIS_HASH,
+    LedgerError,
+    decode_entry,
+    entry_hash,
+    history_of,
+    signature_is_valid,
+)
+from common.privacy.independent import independent_pld_epsilon, independent_rdp_epsilon
+
+DEFAULT_RTOL = 1e-2
+
+
+@dataclass
+class EntryCheck:
+    line: int
+    entry: dict[str, Any]
+    rdp: float  # independent RDP epsilon for the history up to this entry
+    pld: float
+
+
+@dataclass
+class ChainAudit:
+    path: Path
+    checks: list[EntryCheck] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        return str(self.checks[0].entry["device_id"]) if self.checks else self.path.stem
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def spent(self) -> float:
+        return float(self.checks[-1].entry["epsilon"]) if self.checks else 0.0
+
+    def budget(self) -> float:
+        return float(self.checks[-1].entry["budget"]) if self.checks else 0.0
+
+    def mechanism(self) -> str:
+        return str(self.checks[0].entry["mechanism"]) if self.checks else "?"
+
+
+def audit_chain(
+    path: Path, rtol: float = DEFAULT_RTOL, trusted_keys: Mapping[str, str] | None = None
+) -> ChainAudit:
+    audit = ChainAudit(Path(path))
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    previous: dict[str, Any] | None = None
+    pinned_key: str | None = None
+    for number, line in enumerate(lines, start=1):
+        where = f"{path}:{number}"
+        try:
+            entry = decode_entry(line)
+        except LedgerError as exc:
+            audit.failures.append(f"{where}: {exc}")
+            return audit  # nothing after an unreadable line can be chained
+        where = (
+            f"{path}:{number} (seq {entry['seq']}, device {entry['device_id']}, "
+            f"round {entry['round']})"
+        )
+        expected_seq = 0 if previous is None else int(previous["seq"]) + 1
+        if entry["seq"] != expected_seq:
+            audit.failures.append(
+                f"{where}: seq {entry['seq']} where {expected_seq} was expected "
+                "(an entry was deleted or reordered)"
+            )
+        expected_prev = GENESIS_HASH if previous is None else entry_hash(previous)
+        if entry["prev_hash"] != expected_prev:
+            audit.failures.append(f"{where}: prev_hash does not match the previous entry")
+        if pinned_key is None:
+            pinned_key = (trusted_keys or {}).get(str(entry["device_id"]), entry["public_key"])
+        if entry["public_key"] != pinned_key:
+            audit.failures.append(f"{where}: signed by a different key than the chain's")
+        if not signature_is_valid(entry):
+            audit.failures.append(f"{where}: signature invalid (the entry was altered)")
+        if previous is not None and entry["device_id"] != previous["device_id"]:
+            audit.failures.append(f"{where}: device id changed within one chain")
+
+        checked = [c.entry for c in audit.checks] + [entry]
+        history = history_of(checked)
+        delta = float(entry["delta"])
+        check = EntryCheck(
+            number, entry, independent_rdp_epsilon(history, delta), independent_pld_epsilon(history, delta)
+        )
+        audit.failures.extend(f"{where}: {p}" for p in _epsilon_problems(entry, check, previous, rtol))
+        audit.checks.append(check)
+        previous = entry
+    return audit
+
+
+def _epsilon_problems(
+    entry: Mapping[str, Any], check: EntryCheck, previous: Mapping[str, Any] | None, rtol: float
+) -> list[str]:
+    problems = []
+    claimed = float(entry["epsilon"])
+    if entry["event"] == "refused":
+        before = float(previous["epsilon"]) if previous is not None else 0.0
+        if int(entry["steps"]) != 0:
+            problems.append("a refusal must not spend steps")
+        if not _close(claimed, before, 1e-12):
+            problems.append(f"a refusal claims epsilon {claimed:.6g}, but {before:.6g} was spent before it")
+        return problems
+    if not _close(claimed, check.rdp, rtol):
+        problems.append(
+            f"claimed epsilon {claimed:.6g} but dp-accounting RDP gives {check.rdp:.6g} "
+            f"(relative tolerance {rtol:g})"
+        )
+    if claimed < check.pld * (1 - rtol):
+        problems.append(
+            f"claimed epsilon {claimed:.6g} is below the tight PLD figure {check.pld:.6g}"
+        )
+    return problems
+
+
+def _close(a: float, b: float, rtol: float) -> bool:
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= rtol * max(abs(b), 1e-12)

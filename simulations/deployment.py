@@ -1,0 +1,428 @@
+"""A real Flower deployment on one machine: SuperLink, SuperNodes, ``flwr run .``.
+
+Starts a real ``flower-superlink`` with TLS and ``--enable-supernode-auth`` and
+real ``flower-supernode`` processes on 127.0.0.1 (free ports), registers the
+SuperNodes' public keys with ``flwr supernode register``, runs ``flwr run .``
+against it, and stops every process it started by its PID (and the PIDs of
+their children: the SuperExec and App processes Flower spawns), even when the
+caller fails. Everything runs offline: runtime dependency installation and
+update checks are off, and each process has a private ``FLWR_HOME``.
+
+Used by ``tests/test_deployment.py`` and ``bench/bench_round_time.py``; the
+same steps by hand are in ``docs/deployment.md``::
+
+    with LocalDeployment(workdir) as dep:
+        dep.start_superlink()
+        node = dep.start_supernode(dep.add_device("device-001", data_dir))
+        result = dep.flwr_run({"num-server-rounds": 2, "min-nodes": 1})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.credentials import (
+    CertificatePaths,
+    DeviceKeyPaths,
+    create_certificates,
+    create_device_keys,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+CONNECTION = "fedmer-deployment"
+BIN = Path(sys.executable).parent
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def offline_env(flwr_home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FLWR_HOME=str(flwr_home),
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def format_node_config(values: Mapping[str, object]) -> str:
+    """``--node-config`` syntax: space-separated ``key=value``, strings quoted."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}={'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            parts.append(f"{key}={value}")
+        else:
+            text = str(value)
+            if '"' in text or " " in text:
+                raise ValueError(f"node config {key}={text!r}: no spaces or quotes allowed")
+            parts.append(f'{key}="{text}"')
+    return " ".join(parts)
+
+
+def format_run_config(values: Mapping[str, object]) -> str:
+    """``flwr run --run-config`` syntax (TOML values)."""
+    return " ".join(f"{k}={json.dumps(v) if isinstance(v, str) else _toml_scalar(v)}"
+                    for k, v in values.items())
+
+
+def _toml_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of all living descendants of ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(proc.name))
+    found, frontier = [], [pid]
+    while frontier:
+        nxt = []
+        for p in frontier:
+            for c in children.get(p, []):
+                found.append(c)
+                nxt.append(c)
+        frontier = nxt
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_process_tree(proc: subprocess.Popen, grace: float = 8.0) -> None:
+    """SIGTERM a process we started and everything under it, then SIGKILL stragglers.
+
+    Flower's SuperExec runs in a session of its own, so the tree is collected
+    by PID from /proc before the root is signalled; process groups are
+    signalled too, so grandchildren that are re-parented in the meantime go
+    as well.
+    """
+    pids = [proc.pid, *descendants(proc.pid)]
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        if proc.poll() is None:
+            time.sleep(0.1)
+        else:
+            time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+    for group in groups:
+        if group == os.getpgid(0):
+            continue
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+@dataclass
+class Device:
+    """One SuperNode's identity and node config."""
+
+    device_id: str
+    keys: DeviceKeyPaths
+    node_config: dict[str, object]
+
+
+@dataclass
+class RunningProcess:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_exit(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class LocalDeployment:
+    """SuperLink + SuperNodes on loopback, with TLS and node authentication."""
+
+    def __init__(self, workdir: Path, sans: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        cert_dir = self.workdir / "certificates"
+        if (cert_dir / "ca.pem").exists():
+            from common.credentials import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY
+
+            self.certs = CertificatePaths(
+                cert_dir / CA_CERT, cert_dir / CA_KEY, cert_dir / SERVER_CERT, cert_dir / SERVER_KEY
+            )
+        else:
+            self.certs = create_certificates(cert_dir, sans)
+        self.cli_home = self.workdir / "flwr-cli-home"
+        self.superlink: RunningProcess | None = None
+        self.superlink_port: int | None = None
+        self.processes: list[RunningProcess] = []
+        self.devices: dict[str, Device] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> LocalDeployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every process this deployment started, newest first."""
+        for running in reversed(self.processes):
+            stop_process_tree(running.proc)
+        self.processes.clear()
+
+    def stop(self, running: RunningProcess, sig: int = signal.SIGTERM) -> None:
+        """Stop one process (and its children); SIGKILL for a hard crash."""
+        if sig == signal.SIGKILL:
+            for pid in [running.pid, *descendants(running.pid)]:
+                _signal(pid, signal.SIGKILL)
+            running.wait_exit(10)
+        stop_process_tree(running.proc)
+        if running in self.processes:
+            self.processes.remove(running)
+
+    def _spawn(self, name: str, cmd: list[str], flwr_home: Path) -> RunningProcess:
+        flwr_home.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs / f"{name}.log"
+        handle = open(log_path, "ab")
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=self.workdir, env=offline_env(flwr_home), stdout=handle,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            handle.close()
+        running = RunningProcess(name, proc, log_path)
+        self.processes.append(running)
+        return running
+
+    # -- SuperLink ---------------------------------------------------------
+    def start_superlink(
+        self, port: int | None = None, enable_auth: bool = True, database: Path | None = None,
+        timeout: float = 60.0,
+    ) -> RunningProcess:
+        """``flower-superlink`` with TLS (+ node auth) on 127.0.0.1; waits until it serves."""
+        self.superlink_port = port or self.superlink_port or free_port()
+        cmd = [
+            str(BIN / "flower-superlink"),
+            "--ssl-ca-certfile", str(self.certs.ca_cert),
+            "--ssl-certfile", str(self.certs.server_cert),
+            "--ssl-keyfile", str(self.certs.server_key),
+            "--host", LOOPBACK, "--port", str(self.superlink_port),
+            "--disable-runtime-dependency-installation",
+        ]
+        if enable_auth:
+            cmd.append("--enable-supernode-auth")
+        if database is not None:
+            cmd += ["--database", str(database)]
+        self.superlink = self._spawn("superlink", cmd, self.workdir / "superlink-home")
+        self._wait_tls(self.superlink, timeout)
+        self._write_cli_connection()
+        return self.superlink
+
+    @property
+    def address(self) -> str:
+        assert self.superlink_port is not None, "start the SuperLink first"
+        return f"{LOOPBACK}:{self.superlink_port}"
+
+    def _wait_tls(self, running: RunningProcess, timeout: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.certs.ca_cert))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if running.proc.poll() is not None:
+                raise RuntimeError(f"flower-superlink exited early:\n{running.log()[-3000:]}")
+            try:
+                with socket.create_connection((LOOPBACK, self.superlink_port), timeout=2) as sock:
+                    with ctx.wrap_socket(sock, server_hostname=LOOPBACK):
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"SuperLink not serving TLS after {timeout}s:\n{running.log()[-3000:]}")
+
+    def _write_cli_connection(self) -> None:
+        self.cli_home.mkdir(parents=True, exist_ok=True)
+        (self.cli_home / "config.toml").write_text(
+            "[superlink]\n"
+            f'default = "{CONNECTION}"\n\n'
+            f"[superlink.{CONNECTION}]\n"
+            f'address = "{self.address}"\n'
+            f'root-certificates = "{self.certs.ca_cert}"\n'
+        )
+
+    def flwr_cli(self, args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "flwr"), *args], cwd=REPO_ROOT, env=offline_env(self.cli_home),
+            text=True, capture_output=True, timeout=timeout,
+        )
+
+    # -- devices -----------------------------------------------------------
+    def add_device(
+        self, device_id: str, data_dir: Path | None = None, role: str = "train",
+        register: bool = True, **node_config: object,
+    ) -> Device:
+        """Create the device's keys (once), register its public key, name its node config."""
+        key_root = self.workdir / "device-keys"
+        existing = key_root / device_id / "auth_key"
+        if existing.exists():
+            from common.credentials import device_key_paths
+
+            keys = device_key_paths(key_root, device_id)
+        else:
+            [keys] = create_device_keys(key_root, [device_id])
+        config: dict[str, object] = {"device-id": device_id, "role": role,
+                                     "state-dir": str(keys.auth_private_key.parent)}
+        if data_dir is not None:
+            config["data-dir"] = str(data_dir)
+            config["cache-dir"] = str(Path(data_dir) / ".fedmer-cache")
+        config.update(node_config)
+        device = Device(device_id, keys, config)
+        if register:
+            self.register(device)
+        self.devices[device_id] = device
+        return device
+
+    def register(self, device: Device) -> int:
+        result = self.flwr_cli(
+            ["supernode", "register", str(device.keys.auth_public_key), CONNECTION,
+             "--format", "json"]
+        )
+        out = result.stdout
+        if result.returncode != 0 or '"success": true' not in out:
+            raise RuntimeError(f"registering {device.device_id} failed:\n{out}\n{result.stderr}")
+        node_id = int(json.loads(out[out.index("{"):])["node-id"])
+        device.node_config.setdefault("_node-id", node_id)
+        return node_id
+
+    def start_supernode(
+        self, device: Device, tls: bool = True, auth: bool = True,
+        max_retries: int | None = None, max_wait_time: float | None = None,
+    ) -> RunningProcess:
+        """``flower-supernode`` for one device (own runtime port and FLWR_HOME)."""
+        runtime_port = free_port()
+        config = {k: v for k, v in device.node_config.items() if not k.startswith("_")}
+        cmd = [str(BIN / "flower-supernode"), "--superlink", self.address,
+               "--host", LOOPBACK, "--port", str(runtime_port),
+               "--node-config", format_node_config(config)]
+        cmd += ["--root-certificates", str(self.certs.ca_cert)] if tls else ["--insecure"]
+        if auth:
+            cmd += ["--auth-supernode-private-key", str(device.keys.auth_private_key)]
+        if max_retries is not None:
+            cmd += ["--max-retries", str(max_retries)]
+        if max_wait_time is not None:
+            cmd += ["--max-wait-time", str(max_wait_time)]
+        running = self._spawn(
+            f"supernode-{device.device_id}", cmd, self.workdir / "homes" / device.device_id
+        )
+        running.extra["device"] = device
+        return running
+
+    def online_nodes(self) -> int:
+        """Number of SuperNodes the SuperLink reports online."""
+        result = self.flwr_cli(["supernode", "ls", CONNECTION, "--format", "json"])
+        if result.returncode != 0:
+            return 0
+        out = result.stdout
+        try:
+            payload = json.loads(out[out.index("{"):])
+        except ValueError:
+            return 0
+        return sum(1 for n in payload.get("nodes", []) if n.get("status") == "online")
+
+    def wait_online(self, count: int, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.online_nodes() >= count:
+                return
+            time.sleep(1.0)
+        raise TimeoutError(f"fewer than {count} SuperNodes online after {timeout}s")
+
+    # -- runs --------------------------------------------------------------
+    def start_run(self, run_config: Mapping[str, object], name: str = "flwr-run") -> RunningProcess:
+        """``flwr run . <connection> --stream`` in the background."""
+        cmd = [str(BIN / "flwr"), "run", str(REPO_ROOT), CONNECTION, "--stream",
+               "--run-config", format_run_config(run_config)]
+        running = self._spawn(name, cmd, self.cli_home)
+        return running
+
+    def flwr_run(
+        self, run_config: Mapping[str, object], timeout: float = 600.0
+    ) -> tuple[int | None, str]:
+        """Run ``flwr run .`` to completion; returns (exit code or None on timeout, log)."""
+        running = self.start_run(run_config)
+        code = running.wait_exit(timeout)
+        if code is None:
+            self.stop(running)
+        return code, running.log()
+
+    def logs_text(self) -> str:
+        """Every log, for a failing test's message."""
+        parts = []
+        for path in sorted(self.logs.glob("*.log")):
+            parts.append(f"===== {path.name}\n{path.read_text(errors='replace')[-4000:]}")
+        return "\n".join(parts)

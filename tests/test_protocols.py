@@ -1,0 +1,154 @@
+"""Protocols: subject-independent folds, pooled metrics, and each mode end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.metrics import weighted_f1
+from simulations.protocols.data import ProtocolData
+from simulations.protocols.federated import FederatedSchedule, train_federated
+from simulations.protocols.folds import Fold, check_fold, cross_dataset_fold, subject_folds
+from simulations.protocols.pooled import per_dataset_metrics, pooled_metrics
+from simulations.protocols.runner import ProtocolSpec, make_folds, run_protocol
+
+SUBJECTS = np.array(["a/1", "a/1", "a/2", "a/3", "a/3", "a/3", "b/1", "b/2", "b/2"])
+DATASETS = np.array([s.split("/")[0] for s in SUBJECTS])
+
+
+def test_loso_fold_never_trains_on_its_test_subject() -> None:
+    folds = subject_folds(SUBJECTS)
+    assert [f.test_subjects for f in folds] == [("a/1",), ("a/2",), ("a/3",), ("b/1",), ("b/2",)]
+    for fold in folds:
+        assert set(SUBJECTS[fold.train_idx]).isdisjoint(fold.test_subjects)
+        assert set(SUBJECTS[fold.test_idx]) == set(fold.test_subjects)
+        # Every clip is either trained on or tested, never both.
+        assert sorted(np.concatenate([fold.train_idx, fold.test_idx])) == list(range(9))
+    # Across folds every clip is tested exactly once.
+    assert sorted(np.concatenate([f.test_idx for f in folds]).tolist()) == list(range(9))
+    assert folds[2].train_idx.tolist() == [0, 1, 2, 6, 7, 8]
+    assert folds[2].test_idx.tolist() == [3, 4, 5]
+
+
+def test_grouped_folds_partition_subjects_without_leak() -> None:
+    folds = subject_folds(SUBJECTS, num_folds=2, seed=3)
+    assert len(folds) == 2
+    groups = [set(f.test_subjects) for f in folds]
+    assert groups[0].isdisjoint(groups[1])
+    assert groups[0] | groups[1] == set(SUBJECTS)
+    for fold in folds:
+        assert set(SUBJECTS[fold.train_idx]).isdisjoint(fold.test_subjects)
+    assert subject_folds(SUBJECTS, 2, seed=3)[0].test_subjects == folds[0].test_subjects
+
+
+def test_check_fold_rejects_a_leaking_fold() -> None:
+    leaky = Fold("bad", np.array([0, 1, 2]), np.array([1]), ("a/1",))
+    with pytest.raises(ValueError, match=r"test subjects \['a/1'\] are in training"):
+        check_fold(leaky, SUBJECTS)
+    with pytest.raises(ValueError, match="need 2 <= folds <= 5"):
+        subject_folds(SUBJECTS, num_folds=6)
+
+
+def test_cross_dataset_trains_on_a_and_tests_on_b() -> None:
+    fold = cross_dataset_fold(DATASETS, SUBJECTS, "a", "b")
+    assert fold.train_idx.tolist() == [0, 1, 2, 3, 4, 5]
+    assert fold.test_idx.tolist() == [6, 7, 8]
+    assert fold.test_subjects == ("b/1", "b/2")
+    with pytest.raises(ValueError, match="dataset 'c' not in the data"):
+        cross_dataset_fold(DATASETS, SUBJECTS, "a", "c")
+
+
+def test_pooled_uf1_uar_match_hand_computation() -> None:
+    # Two folds; pooled over both, not averaged per fold.
+    fold1_true, fold1_pred = np.array([0, 0, 1]), np.array([0, 1, 1])
+    fold2_true, fold2_pred = np.array([2, 2, 1, 0]), np.array([2, 0, 1, 0])
+    y_true = np.concatenate([fold1_true, fold2_true])
+    y_pred = np.concatenate([fold1_pred, fold2_pred])
+    m = pooled_metrics(y_true, y_pred, 3)
+    # Pooled confusion: rows true, cols predicted.
+    assert m["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
+    # F1: class0 2*2/(4+1+1)=4/6, class1 4/(4+1+0)=4/5, class2 2/(2+0+1)=2/3.
+    assert m["uf1"] == pytest.approx((4 / 6 + 4 / 5 + 2 / 3) / 3)
+    # Recall: 2/3, 2/2, 1/2.
+    assert m["uar"] == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    # Weighted F1: supports 3, 2, 2.
+    assert m["weighted_f1"] == pytest.approx((3 * 4 / 6 + 2 * 4 / 5 + 2 * 2 / 3) / 7)
+    assert weighted_f1(np.zeros((3, 3))) == 0.0
+    # The mean of per-fold UF1s would differ: pooling matters.
+    per_fold = (pooled_metrics(fold1_true, fold1_pred, 3)["uf1"]
+                + pooled_metrics(fold2_true, fold2_pred, 3)["uf1"]) / 2
+    assert per_fold != pytest.approx(m["uf1"])
+
+
+def test_per_dataset_metrics_split_the_pooled_predictions() -> None:
+    y_true = np.array([0, 1, 2, 0])
+    y_pred = np.array([0, 1, 0, 0])
+    per = per_dataset_metrics(y_true, y_pred, np.array(["casme2", "casme2", "samm", "samm"]), 3)
+    assert per["casme2"]["uar"] == pytest.approx(1.0)
+    assert per["samm"]["confusion"] == [[1, 0, 0], [0, 0, 0], [1, 0, 0]]
+    assert per["samm"]["uar"] == pytest.approx((1 + 0) / 2)
+
+
+def _toy_data(num_subjects: int = 4, per_class: int = 3) -> ProtocolData:
+    """Separable 3x28x28 features: class k lights up channel k."""
+    rng = np.random.default_rng(0)
+    xs, ys, subjects = [], [], []
+    for s in range(num_subjects):
+        for label in range(3):
+            for _ in range(per_class):
+                x = rng.normal(scale=0.3, size=(3, 28, 28)).astype(np.float32)
+                x[label] += 1.5
+                xs.append(x)
+                ys.append(label)
+                subjects.append(f"toy/s{s}")
+    return ProtocolData(np.stack(xs), np.array(ys), np.array(subjects),
+                        np.array(["toy"] * len(ys)))
+
+
+def test_make_folds_requires_a_dataset_for_single_dataset_loso() -> None:
+    data = _toy_data()
+    mixed = ProtocolData(data.features, data.labels, data.subjects,
+                         np.array(["x"] * 18 + ["y"] * 18))
+    with pytest.raises(ValueError, match="choose one of x, y"):
+        make_folds(mixed, ProtocolSpec("loso", "centralized"))
+    only_x, folds = make_folds(mixed, ProtocolSpec("loso", "centralized", dataset="x"))
+    assert len(only_x) == 18 and len(folds) == 2
+
+
+@pytest.mark.parametrize("mode", ["centralized", "federated", "federated-dp"])
+def test_every_mode_runs_loso_and_reports_one_format(mode: str) -> None:
+    spec = ProtocolSpec("loso", mode, rounds=2, local_epochs=1, batch_size=4,
+                        learning_rate=0.1, target_epsilon=8.0)
+    result = run_protocol(_toy_data(), spec)
+    assert result["num_folds"] == 4
+    assert sum(f["num_test"] for f in result["folds"]) == 36
+    assert result["pooled"]["num_clips"] == 36
+    assert set(result["pooled"]) == {"uf1", "uar", "accuracy", "weighted_f1", "confusion",
+                                     "num_clips"}
+    assert np.sum(result["pooled"]["confusion"]) == 36
+    if mode == "federated-dp":
+        assert result["epsilon"] == 8.0
+        assert 0 < result["epsilon_spent"] <= 8.0 * 1.01
+    else:
+        assert result["epsilon"] is None and result["epsilon_spent"] is None
+    if mode == "centralized":
+        # Separable toy data: the centralized baseline must actually learn.
+        assert result["pooled"]["uf1"] > 0.9
+
+
+def test_federated_devices_are_only_training_subjects() -> None:
+    data = _toy_data()
+    fold = subject_folds(data.subjects)[0]
+    seen: list[int] = []
+    devices = []
+    for s in sorted(set(data.subjects[fold.train_idx].tolist())):
+        mask = data.subjects == s
+        devices.append((data.features[mask], data.labels[mask]))
+        seen.extend(np.flatnonzero(mask).tolist())
+    assert set(seen).isdisjoint(fold.test_idx.tolist())
+    model, eps = train_federated(
+        "ststnet", devices, FederatedSchedule(1, 1, 4, 0.1, target_epsilon=None), seed=0
+    )
+    assert eps == 0.0
+    assert sum(p.numel() for p in model.parameters()) == 1683
