@@ -10,7 +10,6 @@ over every subject of every dataset, with per-dataset scores) and ``cross``
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 
@@ -65,7 +64,9 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
 
 
-def spec_from_args(args: argparse.Namespace, mode: str, epsilon: float = math.inf):
+def spec_from_args(
+    args: argparse.Namespace, mode: str, epsilon: float = RunConfig().target_epsilon
+):
     """The ProtocolSpec the arguments describe."""
     from simulations.protocols.runner import ProtocolSpec
 

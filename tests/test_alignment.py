@@ -15,7 +15,7 @@ from simulations.synthetic import render_face, sample_identity
 ANGLES = (-10.0, -5.0, 5.0, 10.0)
 
 
-def rotated_faces(count: int = 12):
+def rotated_faces(count: int = 8):
     for i in range(count):
         identity = sample_identity(np.random.default_rng(100 + i))
         for angle in ANGLES:

@@ -137,6 +137,14 @@ def test_every_mode_runs_loso_and_reports_one_format(mode: str) -> None:
         assert result["pooled"]["uf1"] > 0.9
 
 
+def test_spec_rejects_unknown_names_and_infinite_dp_budget() -> None:
+    with pytest.raises(ValueError, match="protocol 'kfold' must be one of loso, composite"):
+        ProtocolSpec("kfold", "centralized")
+    with pytest.raises(ValueError, match="ε = ∞ is the federated mode"):
+        ProtocolSpec("loso", "federated-dp", target_epsilon=float("inf"))
+    assert ProtocolSpec("loso", "federated", target_epsilon=float("inf")).epsilon is None
+
+
 def test_federated_devices_are_only_training_subjects() -> None:
     data = _toy_data()
     fold = subject_folds(data.subjects)[0]

@@ -2,8 +2,11 @@
 
 Pipeline for one clip (`compute_clip_features`):
 
-1. Detect the face on the onset frame and crop onset and apex with that one box
-   (face_crop.py), resized to `face_size` and converted to gray.
+1. Detect the face on the onset frame and crop every frame with that one box
+   (face_crop.py), or, with `alignment="eyes"`, warp every frame with one
+   eye-based similarity transform (alignment.py); resize to `face_size`, gray.
+   Optional Eulerian magnification (magnification.py) of the crop sequence; the
+   apex is spotted (apex_spotting.py) when the clip has no apex label.
 2. Dense flow onset -> apex at face_size (optical_flow.py).
 3. Subtract the median flow vector: the face crop is mostly skin that does not
    take part in a micro-expression, so the median is the rigid head drift, which

@@ -13,6 +13,7 @@ predictions pooled over all folds.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -64,8 +65,11 @@ class ProtocolSpec:
             raise ValueError(f"protocol {self.protocol!r} must be one of {', '.join(PROTOCOLS)}")
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
-        if self.mode == "federated-dp" and not self.target_epsilon > 0:
-            raise ValueError("federated-dp needs a positive target epsilon")
+        if self.mode == "federated-dp" and not 0 < self.target_epsilon < math.inf:
+            raise ValueError(
+                f"federated-dp needs a positive, finite target epsilon, got {self.target_epsilon}"
+                " (ε = ∞ is the federated mode)"
+            )
 
     @property
     def mode_learning_rate(self) -> float:

@@ -1,0 +1,176 @@
+"""Round wall time against the number of devices: real SuperNodes and Flower's simulation.
+
+Two kinds of measurement, every one of them a complete fedmer run of the same
+ServerApp and ClientApp (DP-SGD, held-out evaluation):
+
+* ``real``: a real ``flower-superlink`` (TLS + ``--enable-supernode-auth``) and
+  one real ``flower-supernode`` process per device on 127.0.0.1, started by
+  :class:`simulations.deployment.LocalDeployment`, driven by ``flwr run .``;
+  each device has its own synthetic data directory (one subject);
+* ``sim``: the same apps on Flower's Simulation Runtime (Ray backend),
+  ``simulations.flower_runtime.run_flower_simulation``, one subject per device.
+
+``N`` is the number of training devices; one more device holds out a subject
+for evaluation. Feature caches are warmed first, so no round pays for
+preprocessing. Times are the ServerApp's own per-round ``seconds`` from
+``results.json`` (census refresh + training + held-out evaluation).
+
+Each point runs in a child process of its own (Ray and Flower keep global
+state), and every process the real deployment starts is stopped by PID.
+
+    python -m bench.bench_round_time [--real 3,10] [--sim 3,10,30] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLIPS_PER_CLASS = 3  # 9 clips per device
+
+
+def _warm(data_dir: Path, role: str) -> None:
+    from client.local_data import load_local_data
+    from common.run_config import RunConfig
+
+    load_local_data({"data-dir": str(data_dir), "role": role,
+                     "cache-dir": str(data_dir / ".fedmer-cache")}, RunConfig())
+
+
+def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
+    from simulations.deployment import LocalDeployment
+    from simulations.synthetic import CohortSpec, generate_cohort
+
+    with tempfile.TemporaryDirectory(prefix="fedmer-bench-real-") as tmp:
+        root = Path(tmp)
+        dirs = []
+        for i in range(num_train + 1):
+            d = root / "data" / f"device-{i + 1:03d}"
+            generate_cohort(d, CohortSpec(num_subjects=1, clips_per_class=clips_per_class,
+                                          seed=600 + i))
+            _warm(d, "heldout" if i == num_train else "train")
+            dirs.append(d)
+        out = root / "run"
+        with LocalDeployment(root / "deployment") as dep:
+            dep.start_superlink()
+            for i, d in enumerate(dirs):
+                role = "heldout" if i == num_train else "train"
+                dep.start_supernode(dep.add_device(d.name, d, role=role))
+            dep.wait_online(num_train + 1, timeout=300)
+            t0 = time.perf_counter()
+            code, log = dep.flwr_run(
+                {"num-server-rounds": rounds, "min-nodes": num_train + 1, "local-epochs": 1,
+                 "round-timeout": 900.0, "out-dir": str(out)},
+                timeout=600 + 300 * rounds,
+            )
+            total = time.perf_counter() - t0
+            if code != 0:
+                raise RuntimeError(f"flwr run exited {code}:\n{dep.logs_text()[-6000:]}")
+        results = json.loads((out / "results.json").read_text())
+    return _point("real", num_train, results, total)
+
+
+def run_sim(num_train: int, rounds: int, clips_per_class: int) -> dict:
+    import torch
+
+    from client.local_data import load_local_data
+    from common.run_config import RunConfig
+    from simulations.default_cohort import ensure_cohort
+    from simulations.flower_runtime import run_flower_simulation
+    from simulations.synthetic import CohortSpec
+
+    n = num_train + 1
+    manifest = ensure_cohort(CohortSpec(num_subjects=n, clips_per_class=clips_per_class), workers=2)
+    with tempfile.TemporaryDirectory(prefix="fedmer-bench-sim-") as out:
+        cfg = RunConfig(
+            num_server_rounds=rounds, num_heldout_subjects=1, local_epochs=1,
+            data_manifest=str(manifest), min_nodes=n, round_timeout=900.0, out_dir=out,
+        )
+        for p in range(n):  # warm the shared feature cache
+            load_local_data({"partition-id": p}, cfg)
+        torch.set_num_threads(1)
+        t0 = time.perf_counter()
+        run_flower_simulation(cfg, num_supernodes=n)
+        total = time.perf_counter() - t0
+        results = json.loads((Path(out) / "results.json").read_text())
+    return _point("sim", num_train, results, total)
+
+
+def _point(mode: str, num_train: int, results: dict, total: float) -> dict:
+    rounds = results["rounds"]
+    return {
+        "mode": mode,
+        "train_devices": num_train,
+        "round_seconds": [r["seconds"] for r in rounds],
+        "trained": [len(r["trained"]) for r in rounds],
+        "final_uf1": results["final"]["uf1"],
+        "total_seconds": round(total, 1),
+    }
+
+
+def _child(mode: str, num_train: int, rounds: int, clips: int) -> dict:
+    cmd = [sys.executable, "-m", "bench.bench_round_time", "--one", f"{mode}:{num_train}",
+           "--rounds", str(rounds), "--clips-per-class", str(clips)]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"mode": mode, "train_devices": num_train,
+            "error": (proc.stdout + proc.stderr)[-2000:]}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", default="3,10", help="training-device counts, real processes")
+    parser.add_argument("--sim", default="3,10,30", help="training-device counts, simulation")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clips-per-class", type=int, default=CLIPS_PER_CLASS)
+    parser.add_argument("--json", type=Path, help="also write all points here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: "real:N" or "sim:N"
+    args = parser.parse_args()
+
+    if args.one:
+        mode, n = args.one.split(":")
+        fn = run_real if mode == "real" else run_sim
+        print("RESULT " + json.dumps(fn(int(n), args.rounds, args.clips_per_class)), flush=True)
+        return
+
+    from bench.machine import describe_machine
+
+    points = []
+    for mode, counts in (("real", _ints(args.real)), ("sim", _ints(args.sim))):
+        for n in counts:
+            point = _child(mode, n, args.rounds, args.clips_per_class)
+            print(json.dumps(point), flush=True)
+            points.append(point)
+    if args.json:
+        args.json.write_text(json.dumps(points, indent=1))
+    print(f"machine: {describe_machine()}")
+    print(f"{args.rounds} rounds, {3 * args.clips_per_class} clips per device, 1 local epoch, "
+          "DP-SGD target eps 8, +1 held-out device")
+    print("| runtime | training devices | round 1 | round 2 | later rounds (mean) | whole run |")
+    print("|---|---|---|---|---|---|")
+    for p in points:
+        label = "real SuperNodes" if p["mode"] == "real" else "simulation (Ray)"
+        if "error" in p:
+            print(f"| {label} | {p['train_devices']} | failed | | | |")
+            continue
+        s = p["round_seconds"]
+        later = f"{sum(s[1:]) / len(s[1:]):.1f} s" if len(s) > 1 else "-"
+        r2 = f"{s[1]:.1f} s" if len(s) > 1 else "-"
+        print(f"| {label} | {p['train_devices']} | {s[0]:.1f} s | {r2} | {later} | "
+              f"{p['total_seconds']:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()

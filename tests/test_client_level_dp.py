@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord
+from flwr.serverapp.exception import PrivacyBudgetExhausted
+
+from common.privacy.client_level import (
+    ClientLevelAccountant,
+    add_sum_noise,
+    calibrate_client_noise,
+    clip_update,
+    update_norm,
+)
+from common.privacy.ledger_audit import audit_chain
+from common.run_config import RunConfig
+from server.client_level_dp import ClientLevelDP
+from server.privacy_ledger import ServerLedger
+from tests.independent_accountant import rdp_epsilon
+
+
+def test_clipping_bounds_the_norm_and_keeps_small_updates():
+    big = [np.full((10,), 3.0, np.float32), np.full((2, 2), -4.0, np.float32)]
+    clipped = clip_update(big, 1.0)
+    assert update_norm(clipped) == pytest.approx(1.0, rel=1e-6)
+    assert np.allclose(clipped[0] / clipped[0][0], 1.0)  # direction kept
+    small = [np.full((3,), 0.1, np.float32)]
+    assert np.array_equal(clip_update(small, 1.0)[0], small[0])
+
+
+def test_noise_on_the_sum_has_std_z_times_c_over_n():
+    rng = np.random.default_rng(0)
+    mean = add_sum_noise([np.zeros(200_000)], n=4, noise_multiplier=2.0, clipping_norm=0.5, rng=rng)
+    assert np.std(mean[0]) == pytest.approx(2.0 * 0.5 / 4, rel=0.01)
+
+
+def test_client_level_epsilon_composes_without_amplification():
+    z = calibrate_client_noise(4.0, 1e-5, rounds=5)
+    accountant = ClientLevelAccountant(z, 1e-5, population=5, budget=4.0)
+    for _ in range(5):
+        assert not accountant.would_exceed()
+        epsilon = accountant.record_release(contributors=5)
+    # q = 1: every device takes part every round; no sampling amplification claimed.
+    assert epsilon == pytest.approx(rdp_epsilon([(z, 1.0, 5)], 1e-5), rel=1e-6)
+    assert 3.9 < epsilon <= 4.0
+    assert accountant.would_exceed()
+
+
+def test_server_stops_with_privacy_budget_exhausted_and_ledgers_each_release(tmp_path):
+    cfg = RunConfig(num_server_rounds=2, client_target_epsilon=3.0, client_clipping_norm=1.0)
+    dp = ClientLevelDP(cfg, population=3, ledger=ServerLedger(tmp_path))
+    current = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    for server_round in (1, 2):
+        dp.check_budget(server_round)
+        current = dp.apply(current, [np.ones(4)], n=3, server_round=server_round)
+    with pytest.raises(PrivacyBudgetExhausted, match="round 3 would take client-level epsilon"):
+        dp.check_budget(3)
+    audit = audit_chain(tmp_path / "ledger" / "server.jsonl")
+    assert audit.ok, audit.failures
+    assert [c.entry["event"] for c in audit.checks] == ["release", "release"]
+    assert audit.spent() == pytest.approx(dp.accountant.epsilon())
+    assert dp.as_dict()["sampling"].startswith("no amplification")
