@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['time_ratio']:.1f}x | {plain_mib:.1f} | {dp_mib:.1f} | "
               f"{row['memory_ratio']:.1f}x |", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"machine": describe_machine(), "batch": BATCH, "rows": rows}, indent=2))
+        payload = {"machine": describe_machine(), "batch": BATCH, "rows": rows}
+        args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
 

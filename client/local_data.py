@@ -23,7 +23,7 @@ import numpy as np
 from client.datasets.clip_record import ClipRecord, SkippedClip
 from client.datasets.manifest import read_manifest
 from client.feature_cache import FeatureCache
-from client.prepare import prepare_clips
+from client.prepare import prepare_clips, prepared_run_for
 from client.preprocessing.features import PreprocessConfig
 from common.labels import COMPOSITE_CLASSES
 from common.paths import fedmer_cache_root
@@ -92,6 +92,20 @@ def feature_cache_for(manifest: Path, cache_dir: str = "") -> FeatureCache:
     return FeatureCache(fedmer_cache_root() / "features")
 
 
+def preprocessing_for(manifest: Path, cache_dir: str = "") -> tuple[PreprocessConfig, FeatureCache]:
+    """Settings and cache to prepare a manifest's clips with.
+
+    A manifest written by ``fedmer prepare`` is trained on with exactly the
+    settings and cache it was prepared with (anything else would miss the
+    cache and compute different features); other manifests use the defaults.
+    """
+    prepared = prepared_run_for(manifest)
+    if prepared is not None and not cache_dir:
+        return prepared.config, prepared.cache
+    config = prepared.config if prepared is not None else PreprocessConfig()
+    return config, feature_cache_for(manifest, cache_dir)
+
+
 def _simulated_device_data(partition_id: int, cfg: RunConfig) -> LocalData:
     from simulations.partitions import split_subjects
 
@@ -154,9 +168,8 @@ def _prepare_cached(
         for r in records
         if r.label not in COMPOSITE_CLASSES
     )
-    result = prepare_clips(
-        usable, PreprocessConfig(), feature_cache_for(Path(manifest), cache_dir), workers=1
-    )
+    config, cache = preprocessing_for(Path(manifest), cache_dir)
+    result = prepare_clips(usable, config, cache, workers=1)
     all_skipped = skipped + label_skips + tuple(result.skipped)
     if not result.ready:
         return LocalData(device_id, role, _empty_features(), _empty_labels(), all_skipped)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from common.atomic_io import write_json_atomic
-from fedmer.evaluate_command import add_protocol_arguments, load_data, say, spec_from_args
+from fedmer.evaluate_command import add_protocol_arguments, fail, load_data, say, spec_from_args
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -46,12 +46,18 @@ def run(args: argparse.Namespace) -> int:
         render_per_dataset,
         render_table,
     )
-    from simulations.protocols.runner import run_protocol
+    from simulations.protocols.runner import make_folds, run_protocol
 
     started = time.monotonic()
     command = "fedmer " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
-    data, manifest = load_data(args)
-    specs = comparison_specs(spec_from_args(args, "centralized"), parse_epsilons(args.epsilons))
+    try:
+        specs = comparison_specs(spec_from_args(args, "centralized"),
+                                 parse_epsilons(args.epsilons))
+        data, manifest = load_data(args)
+        # Folds are checked before hours of training, not after the first row.
+        make_folds(data, specs[0])
+    except ValueError as err:
+        return fail(err)
     results = []
     for number, spec in enumerate(specs, 1):
         label = spec.mode + (f" ε={spec.target_epsilon:g}" if spec.epsilon else "")
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         + f"Data: `{manifest}`; {len(data)} clips. Elapsed {time.monotonic() - started:.0f}s.\n\n"
     )
     (args.out).mkdir(parents=True, exist_ok=True)
-    (args.out / "comparison.md").write_text(header + table + ("\n" + per_dataset if per_dataset else ""))
+    extra = "\n" + per_dataset if per_dataset else ""
+    (args.out / "comparison.md").write_text(header + table + extra)
     write_json_atomic(args.out / "comparison.json", {"command": command, "rows": results})
     plot_privacy_utility(results, args.out / "privacy_utility.png")
     print(table, flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from common.atomic_io import write_json_atomic
@@ -111,9 +112,13 @@ def load_data(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from simulations.protocols.runner import run_protocol
 
-    data, manifest = load_data(args)
-    spec = spec_from_args(args, args.mode, args.epsilon)
-    result = run_protocol(data, spec, say)
+    try:
+        spec = spec_from_args(args, args.mode, args.epsilon)
+        data, manifest = load_data(args)
+        result = run_protocol(data, spec, say)
+    except ValueError as err:
+        # Bad settings or data: one clear line, not a traceback.
+        return fail(err)
     result["manifest"] = str(manifest)
     write_json_atomic(args.out, result)
     p = result["pooled"]
@@ -125,3 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
 def say(line: str) -> None:
     print(f"[fedmer] {line}", flush=True)
+
+
+def fail(err: Exception) -> int:
+    print(f"[fedmer] error: {err}", file=sys.stderr, flush=True)
+    return 2

@@ -55,11 +55,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from client.feature_cache import FeatureCache  # noqa: F401  (import check early)
-    from client.local_data import feature_cache_for
+    from client.local_data import preprocessing_for
     from client.datasets.manifest import read_manifest
     from client.prepare import prepare_clips
-    from client.preprocessing.features import PreprocessConfig
     from simulations.default_cohort import ensure_cohort
     from simulations.flower_runtime import run_flower_simulation
     from simulations.synthetic import CohortSpec
@@ -98,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     # Each simulated device prepares its own clips; doing it here first, in
     # parallel and with a progress bar, only warms the same device-local cache.
     table = read_manifest(manifest)
+    config, cache = preprocessing_for(manifest, cfg.cache_dir)
     prepared = prepare_clips(
-        table.clips, PreprocessConfig(), feature_cache_for(manifest, cfg.cache_dir),
-        workers=args.workers, progress=True,
+        table.clips, config, cache, workers=args.workers, progress=True
     )
     print(f"[fedmer] {prepared.summary()}", flush=True)
     num_devices = len({c.subject for c in table.clips})

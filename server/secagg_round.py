@@ -97,6 +97,10 @@ def secure_round(
     settings: SecAggSettings,
 ) -> SecureRoundResult:
     """Run one SecAgg+ fit round on ``node_ids`` (at least 3 needed by the protocol)."""
+    if len(node_ids) < 3:
+        raise ValueError(
+            f"SecAgg+ needs at least 3 training devices (Shamir shares among them), got {len(node_ids)}"
+        )
     strategy = _CapturingStrategy(node_ids, server_round)
     manager = SimpleClientManager()
     for node_id in node_ids:

@@ -27,6 +27,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,16 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(s.getsockname()[1])
 
 
-def offline_env(flwr_home: Path) -> dict[str, str]:
+TAG_VARIABLE = "FEDMER_DEPLOYMENT"
+
+
+def offline_env(flwr_home: Path, tag: str = "") -> dict[str, str]:
     env = dict(os.environ)
+    if tag:
+        # Inherited by every process Flower spawns below ours, including ones
+        # that outlive their parent (a SuperNode that exits leaves its
+        # SuperExec behind): close() finds those by this tag.
+        env[TAG_VARIABLE] = tag
     env.update(
         FLWR_HOME=str(flwr_home),
         FLWR_DISABLE_UPDATE_CHECK="1",
@@ -111,6 +120,22 @@ def descendants(pid: int) -> list[int]:
                 found.append(c)
                 nxt.append(c)
         frontier = nxt
+    return found
+
+
+def tagged_pids(tag: str) -> list[int]:
+    """PIDs of living processes whose environment carries ``FEDMER_DEPLOYMENT=tag``."""
+    needle = f"{TAG_VARIABLE}={tag}".encode() + b"\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes() + b"\0"
+        except OSError:
+            continue
+        if needle in environ and _alive(int(proc.name)):
+            found.append(int(proc.name))
     return found
 
 
@@ -223,6 +248,7 @@ class LocalDeployment:
         self.superlink_port: int | None = None
         self.processes: list[RunningProcess] = []
         self.devices: dict[str, Device] = {}
+        self.tag = uuid.uuid4().hex
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
@@ -236,6 +262,20 @@ class LocalDeployment:
         for running in reversed(self.processes):
             stop_process_tree(running.proc)
         self.processes.clear()
+        self.stop_orphans()
+
+    def stop_orphans(self, grace: float = 5.0) -> list[int]:
+        """Stop, by PID, processes started under this deployment that lost their parent."""
+        pids = tagged_pids(self.tag)
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        for pid in pids:
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+        return pids
 
     def stop(self, running: RunningProcess, sig: int = signal.SIGTERM) -> None:
         """Stop one process (and its children); SIGKILL for a hard crash."""
@@ -253,7 +293,7 @@ class LocalDeployment:
         handle = open(log_path, "ab")
         try:
             proc = subprocess.Popen(
-                cmd, cwd=self.workdir, env=offline_env(flwr_home), stdout=handle,
+                cmd, cwd=self.workdir, env=offline_env(flwr_home, self.tag), stdout=handle,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         finally:
@@ -317,7 +357,7 @@ class LocalDeployment:
 
     def flwr_cli(self, args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / "flwr"), *args], cwd=REPO_ROOT, env=offline_env(self.cli_home),
+            [str(BIN / "flwr"), *args], cwd=REPO_ROOT, env=offline_env(self.cli_home, self.tag),
             text=True, capture_output=True, timeout=timeout,
         )
 

@@ -13,7 +13,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def training_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, logits used for accuracy) for a batch.
 
     ``model`` may be wrapped by Opacus (GradSampleModule keeps the original in

@@ -11,10 +11,13 @@ e^epsilon / (1 + e^epsilon) (plus a delta term), so a high count yields a
 lower bound on epsilon at a chosen confidence. The bound must stay below the
 claimed epsilon; a non-private baseline shows the test has power.
 
-The canaries are random inputs with random labels (they cannot be learned
-from the rest of the data, only memorized), and the data are synthetic
-features of the model's real input shape: the audit measures the training
-mechanism (Opacus DP-SGD with fedmer's settings), on CPU, in seconds.
+The canaries are "spatial Dirac" inputs: a bright 3x3 patch in one input
+channel at one of the 5x5 cells that STSTNet's pooling keeps apart, with a
+random label. Each canary therefore reaches the classifier through its own
+features, so it can only be memorized, not learned from the others (random
+noise inputs all look alike after pooling and give a powerless test). The
+real data are synthetic features of the model's input shape: the audit
+measures the training mechanism (Opacus DP-SGD with fedmer's settings) on CPU.
 """
 
 from __future__ import annotations
@@ -39,14 +42,13 @@ NUM_CLASSES = 3
 class EmpiricalAuditConfig:
     target_epsilon: float = 8.0  # 0 = the non-private baseline (no noise, no clipping)
     delta: float = 1e-5
-    canaries: int = 200
-    real_examples: int = 100
-    guesses: int = 20  # k "in" guesses and k "out" guesses
-    epochs: int = 20
-    batch_size: int = 50
+    real_examples: int = 30
+    guesses: int = 10  # k "in" guesses and k "out" guesses
+    epochs: int = 60
+    batch_size: int = 16
     learning_rate: float = 0.5
     max_grad_norm: float = 1.0
-    canary_scale: float = 3.0  # canary inputs ~ N(0, scale^2): far from the real data
+    canary_amplitude: float = 5.0
     confidence: float = 0.95
     seed: int = 0
 
@@ -71,11 +73,9 @@ class EmpiricalAuditResult:
 def run_empirical_audit(cfg: EmpiricalAuditConfig) -> EmpiricalAuditResult:
     rng = np.random.default_rng(cfg.seed)
     real_x, real_y = _real_examples(rng, cfg.real_examples)
-    canary_x = rng.normal(0.0, cfg.canary_scale, size=(cfg.canaries, *INPUT_SHAPE)).astype(
-        np.float32
-    )
-    canary_y = rng.integers(0, NUM_CLASSES, cfg.canaries)
-    included = rng.random(cfg.canaries) < 0.5
+    canary_x = dirac_canaries(cfg.canary_amplitude)
+    canary_y = rng.integers(0, NUM_CLASSES, len(canary_x))
+    included = rng.random(len(canary_x)) < 0.5
     x = np.concatenate([real_x, canary_x[included]])
     y = np.concatenate([real_y, canary_y[included]])
 
@@ -98,17 +98,32 @@ def run_empirical_audit(cfg: EmpiricalAuditConfig) -> EmpiricalAuditResult:
     return EmpiricalAuditResult(
         claimed_epsilon=epsilon_rdp(result.history, cfg.delta),
         epsilon_lower_bound=epsilon_lower_bound(
-            cfg.canaries, made, correct, cfg.delta, cfg.confidence
+            len(canary_x), made, correct, cfg.delta, cfg.confidence
         ),
         auc=auc(scores[included], scores[~included]),
         tpr_at_fpr_1e3=tpr_at_fpr(scores[included], scores[~included], 1e-3),
         correct_guesses=correct,
         guesses=made,
-        canaries=cfg.canaries,
+        canaries=len(canary_x),
         canaries_in=int(included.sum()),
         noise_multiplier=sigma,
         confidence=cfg.confidence,
     )
+
+
+def dirac_canaries(amplitude: float, cells: int = 5, patch: int = 3) -> np.ndarray:
+    """One canary per (input channel, pooling cell): 3 x 5 x 5 = 75 for STSTNet."""
+    channels, height, width = INPUT_SHAPE
+    step = height // cells + 1  # 6: the cells of a 28-pixel side pooled to 5
+    canaries = []
+    for channel in range(channels):
+        for row in range(cells):
+            for col in range(cells):
+                x = np.zeros(INPUT_SHAPE, dtype=np.float32)
+                top, left = row * step + 1, col * step + 1
+                x[channel, top : top + patch, left : left + patch] = amplitude
+                canaries.append(x)
+    return np.stack(canaries)
 
 
 def _real_examples(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,8 @@ def render_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown table; ΔUF1 is relative to the centralized row."""
     central = next((r for r in results if r["mode"] == "centralized"), None)
     lines = [
-        "| setting | ε target | ε spent | UF1 | UAR | accuracy | weighted F1 | ΔUF1 vs centralized | clips | folds |",
+        "| setting | ε target | ε spent | UF1 | UAR | accuracy | weighted F1 "
+        "| ΔUF1 vs centralized | clips | folds |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:

@@ -23,7 +23,13 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from torch import nn
 
-from client.dp_training import DPSettings, sample_rate_for, steps_per_epoch, train_with_dp
+from client.dp_training import (
+    DPSettings,
+    device_seed,
+    sample_rate_for,
+    steps_per_epoch,
+    train_with_dp,
+)
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.privacy.accounting import Segment, calibrate_noise_multiplier
@@ -49,6 +55,7 @@ class FederatedSchedule:
 
 @dataclass
 class _Device:
+    name: str
     features: np.ndarray
     labels: np.ndarray
     sigma: float = 0.0
@@ -74,8 +81,7 @@ def train_federated(
         for i, device in enumerate(state.devices):
             local = build_model(model_name, num_classes=len(COMPOSITE_CLASSES))
             local.load_state_dict(global_model.state_dict())
-            device_seed = seed * 100_003 + server_round * 1009 + i
-            _train_locally(local, device, schedule, device_seed)
+            _train_locally(local, device, schedule, device_seed(seed, server_round, device.name))
             replies.append(
                 RecordDict(
                     {
@@ -94,7 +100,9 @@ class _DeviceStates:
     """Per-device sigma and accountant history, kept across rounds."""
 
     def __init__(self, devices: list[tuple[np.ndarray, np.ndarray]], schedule: FederatedSchedule):
-        self.devices = [_Device(x, y, history=[]) for x, y in devices if len(y)]
+        self.devices = [
+            _Device(f"device-{i}", x, y, history=[]) for i, (x, y) in enumerate(devices) if len(y)
+        ]
         if not self.devices:
             raise ValueError("no training device has any clip")
         if schedule.private:
