@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from client.preprocessing.features import PreprocessConfig
 from common.metrics import weighted_f1
-from simulations.protocols.data import ProtocolData
+from common.models import input_shape_of
+from simulations.protocols.data import (
+    ProtocolData,
+    load_protocol_data,
+    preprocess_config_for,
+    sequence_input,
+)
 from simulations.protocols.federated import FederatedSchedule, train_federated
 from simulations.protocols.folds import Fold, check_fold, cross_dataset_fold, subject_folds
 from simulations.protocols.pooled import per_dataset_metrics, pooled_metrics
 from simulations.protocols.runner import ProtocolSpec, make_folds, run_protocol
+from simulations.synthetic import CohortSpec, generate_cohort
 
 SUBJECTS = np.array(["a/1", "a/1", "a/2", "a/3", "a/3", "a/3", "b/1", "b/2", "b/2"])
 DATASETS = np.array([s.split("/")[0] for s in SUBJECTS])
@@ -162,3 +173,61 @@ def test_federated_devices_are_only_training_subjects() -> None:
     )
     assert eps == 0.0
     assert sum(p.numel() for p in model.parameters()) == 1683
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """3 subjects x 2 clips per class of the synthetic cohort, with its own cache."""
+    root = tmp_path_factory.mktemp("protocol-cohort")
+    spec = CohortSpec(num_subjects=3, clips_per_class=2, seed=0)
+    return generate_cohort(root / "cohort", spec, workers=1), str(root / "cache")
+
+
+@pytest.mark.parametrize("mode", ["centralized", "federated-dp"])
+def test_sequence_model_runs_loso_on_prepared_flow_sequences(
+    tiny_cohort: tuple[Path, str], mode: str
+) -> None:
+    manifest, cache_dir = tiny_cohort
+    # Apex features first, as `fedmer evaluate` loads them: the runner prepares
+    # the sequences c3d_light declares through the same cache.
+    data = load_protocol_data(manifest, cache_dir)
+    assert data.features.shape[1:] == (3, 28, 28)
+    sequences = data.for_model("c3d_light")
+    assert sequences.features.shape == (18, *input_shape_of("c3d_light"))
+    assert np.isfinite(sequences.features).all()
+    assert (sequences.subjects == data.subjects).all()
+    assert load_protocol_data(manifest, cache_dir, model="msr3d") is sequences  # one shape
+
+    spec = ProtocolSpec("loso", mode, model="c3d_light", folds=3, rounds=1, local_epochs=1,
+                        batch_size=4, learning_rate=0.1, target_epsilon=8.0)
+    _, folds = make_folds(sequences, spec)
+    for fold in folds:
+        assert set(sequences.subjects[fold.train_idx]).isdisjoint(fold.test_subjects)
+        assert set(sequences.subjects[fold.test_idx]) == set(fold.test_subjects)
+    result = run_protocol(data, spec)
+    assert result["model"] == "c3d_light" and result["num_folds"] == 3
+    assert [f["test_subjects"] for f in result["folds"]] == [list(f.test_subjects) for f in folds]
+    assert all(f["num_train"] == 12 and f["num_test"] == 6 for f in result["folds"])
+    assert set(result["pooled"]) == {"uf1", "uar", "accuracy", "weighted_f1", "confusion",
+                                     "num_clips"}
+    assert result["pooled"]["num_clips"] == 18 and np.sum(result["pooled"]["confusion"]) == 18
+    if mode == "federated-dp":
+        assert 0 < result["epsilon_spent"] <= 8.0 * 1.01
+    else:
+        assert result["epsilon_spent"] is None
+
+
+def test_sequence_config_overrides_only_the_sequence_length() -> None:
+    base = PreprocessConfig(flow_method="farneback", scale_percentile=95.0)
+    assert preprocess_config_for("ststnet", base) is base
+    seq = preprocess_config_for("msr3d", base)
+    assert seq == dataclasses.replace(base, sequence_length=input_shape_of("msr3d")[1])
+    with pytest.raises(ValueError, match="takes 28x28 inputs"):
+        preprocess_config_for("c3d_light", PreprocessConfig(feature_size=32))
+    flow = np.zeros((4, 2, 8, 8), dtype=np.float32)
+    flow[1:, 0] = np.arange(8, dtype=np.float32)  # u grows along x: strain 1
+    x = sequence_input(flow, PreprocessConfig(normalization="none"))
+    assert x.shape == (3, 4, 8, 8)
+    assert x[2, 0].max() == 0.0 and np.allclose(x[2, 1:], 1.0)
+    with pytest.raises(ValueError, match="manifest is unknown"):
+        _toy_data().for_model("c3d_light")

@@ -2,32 +2,54 @@
 
 The protocols run where the data is (a researcher's machine holding the
 licensed datasets, or the synthetic cohort), so all clips are prepared here
-through the same cache and preprocessing as on a device.
+through the same cache and preprocessing as on a device: the settings of
+:func:`client.local_data.preprocessing_for` (a manifest written by
+``fedmer prepare`` keeps the settings and cache it was prepared with).
+
+What is prepared follows the model's declared input shape
+(:func:`common.models.input_shape_of`):
+
+* ``(3, F, F)`` (STSTNet, OFF-ApexNet): the cached apex features (u, v, strain);
+* ``(3, T, F, F)`` (C3D-light, MSR-3D): the cached fixed-length flow sequence
+  (``PreprocessConfig.sequence_length = T``, the only setting overridden),
+  turned into u, v and per-frame strain, ``(3, T, F, F)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from client.datasets.manifest import read_manifest
-from client.local_data import feature_cache_for
-from client.prepare import prepare_clips
+from client.local_data import preprocessing_for
+from client.prepare import PreparedClip, prepare_clips
 from client.preprocessing.features import PreprocessConfig
+from client.preprocessing.optical_flow import optical_strain
 from common.labels import COMPOSITE_CLASSES
+from common.models import input_shape_of
+
+DEFAULT_MODEL = "ststnet"
 
 
 @dataclass(frozen=True)
 class ProtocolData:
-    """Aligned per-clip arrays; ``skipped`` says why other clips were left out."""
+    """Aligned per-clip arrays; ``skipped`` says why other clips were left out.
+
+    ``source`` (manifest, cache dir, workers), when known, lets
+    :meth:`for_model` prepare the same clips for a model that takes another
+    input (apex features vs flow sequences).
+    """
 
     features: np.ndarray
     labels: np.ndarray
     subjects: np.ndarray
     datasets: np.ndarray
     skipped: tuple[str, ...] = ()
+    source: tuple[str, str, int] | None = field(default=None, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,13 +62,92 @@ class ProtocolData:
             raise ValueError(f"dataset {dataset!r} not in the data; found {found}")
         return ProtocolData(
             self.features[keep], self.labels[keep], self.subjects[keep],
-            self.datasets[keep], self.skipped,
+            self.datasets[keep], self.skipped, self.source,
+        )
+
+    def for_model(self, model: str) -> ProtocolData:
+        """These clips with the input ``model`` declares; prepared anew if needed."""
+        expected = input_shape_of(model)
+        if tuple(self.features.shape[1:]) == expected:
+            return self
+        if self.source is None:
+            raise ValueError(
+                f"model {model!r} takes inputs of shape {expected}, but the features are "
+                f"{tuple(self.features.shape[1:])} and their manifest is unknown; "
+                f"load them with load_protocol_data(manifest, model={model!r})"
+            )
+        manifest, cache_dir, workers = self.source
+        return _load_cached(manifest, cache_dir, workers, expected)
+
+
+def preprocess_config_for(model: str, base: PreprocessConfig) -> PreprocessConfig:
+    """``base`` with the sequence settings ``model``'s input shape needs.
+
+    Only ``sequence_length`` is ever changed; a model whose spatial size
+    differs from ``base.feature_size`` is an error (prepare with
+    ``fedmer prepare --feature-size`` instead).
+    """
+    shape = input_shape_of(model)
+    if len(shape) == 3:
+        _check_spatial(model, shape, base)
+        return base
+    if len(shape) == 4:
+        channels, length = shape[0], shape[1]
+        if channels != 3:
+            raise ValueError(f"model {model!r} wants {channels} channels; sequences give 3 "
+                             "(u, v, strain)")
+        _check_spatial(model, shape, base)
+        return dataclasses.replace(base, sequence_length=length)
+    raise ValueError(f"model {model!r} has input shape {shape}: neither (C, H, W) nor "
+                     "(C, T, H, W)")
+
+
+def _check_spatial(model: str, shape: tuple[int, ...], config: PreprocessConfig) -> None:
+    if shape[-2:] != (config.feature_size, config.feature_size):
+        raise ValueError(
+            f"model {model!r} takes {shape[-2]}x{shape[-1]} inputs, but the features are "
+            f"prepared at {config.feature_size}x{config.feature_size}"
         )
 
 
-def load_protocol_data(manifest: Path, cache_dir: str = "", workers: int = 1) -> ProtocolData:
-    """Prepare every composite-labelled clip of ``manifest`` (cached features)."""
-    table = read_manifest(manifest)
+def sequence_input(sequence: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """(T, 2, F, F) cached flow sequence -> (3, T, F, F) u, v, strain model input.
+
+    Strain is :func:`optical_strain` of every frame's flow; with
+    ``robust_max`` normalization the clip is scaled like the apex features,
+    with one flow and one strain scale for the whole sequence (so motion keeps
+    its growth over time), from the frames after the onset.
+    """
+    flow = np.asarray(sequence, dtype=np.float32)
+    u, v = flow[:, 0], flow[:, 1]
+    strain = np.stack([optical_strain(frame.transpose(1, 2, 0)) for frame in flow])
+    if config.normalization == "robust_max":
+        moving = slice(1, None) if len(flow) > 1 else slice(None)
+        factor = config.feature_size / config.face_size
+        magnitude = np.hypot(u[moving], v[moving])
+        flow_scale = max(float(np.percentile(magnitude, config.scale_percentile)),
+                         config.min_flow_px * factor)
+        strain_scale = max(float(np.percentile(strain[moving], config.scale_percentile)),
+                           config.min_strain)
+        u = np.clip(u / flow_scale, -1.0, 1.0)
+        v = np.clip(v / flow_scale, -1.0, 1.0)
+        strain = np.clip(strain / strain_scale, 0.0, 1.0)
+    return np.stack([u, v, strain]).astype(np.float32)
+
+
+def load_protocol_data(
+    manifest: Path, cache_dir: str = "", workers: int = 1, model: str = DEFAULT_MODEL
+) -> ProtocolData:
+    """Prepare every composite-labelled clip of ``manifest`` for ``model`` (cached)."""
+    return _load_cached(str(manifest), cache_dir, workers, input_shape_of(model))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(manifest: str, cache_dir: str, workers: int, shape: tuple[int, ...]) -> ProtocolData:
+    # Memoized on the input shape: ``fedmer compare`` runs several modes on
+    # the same clips, and models with one input shape share the prepared data.
+    model = _a_model_with(shape)
+    table = read_manifest(Path(manifest))
     usable = [r for r in table.clips if r.label in COMPOSITE_CLASSES]
     skipped = [f"{s.clip_id}: {s.reason}" for s in table.skipped]
     skipped += [
@@ -54,18 +155,34 @@ def load_protocol_data(manifest: Path, cache_dir: str = "", workers: int = 1) ->
         for r in table.clips
         if r.label not in COMPOSITE_CLASSES
     ]
-    result = prepare_clips(
-        usable, PreprocessConfig(), feature_cache_for(manifest, cache_dir),
-        workers=workers, progress=True,
-    )
+    base, cache = preprocessing_for(Path(manifest), cache_dir)
+    config = preprocess_config_for(model, base)
+    result = prepare_clips(usable, config, cache, workers=workers, progress=True)
     skipped += [f"{s.clip_id}: {s.reason}" for s in result.skipped]
-    if not result.ready:
+    ready: list[PreparedClip] = result.ready
+    if config.sequence_length:
+        skipped += [f"{p.record.clip_id}: no usable cached flow sequence"
+                    for p in ready if p.sequence is None]
+        ready = [p for p in ready if p.sequence is not None]
+        inputs = [sequence_input(p.sequence, config) for p in ready]
+    else:
+        inputs = [p.features for p in ready]
+    if not ready:
         raise ValueError(f"{manifest}: no usable clips ({len(skipped)} skipped)")
-    ready = result.ready
     return ProtocolData(
-        features=np.stack([p.features for p in ready]).astype(np.float32),
+        features=np.stack(inputs).astype(np.float32),
         labels=np.array([COMPOSITE_CLASSES.index(p.record.label) for p in ready]),
         subjects=np.array([p.record.subject for p in ready]),
         datasets=np.array([p.record.dataset for p in ready]),
         skipped=tuple(skipped),
+        source=(manifest, cache_dir, workers),
     )
+
+
+def _a_model_with(shape: tuple[int, ...]) -> str:
+    from common.models import available_models
+
+    for name in available_models():
+        if input_shape_of(name) == shape:
+            return name
+    raise ValueError(f"no registered model takes inputs of shape {shape}")

@@ -107,7 +107,12 @@ def make_folds(data: ProtocolData, spec: ProtocolSpec) -> tuple[ProtocolData, li
 def run_protocol(
     data: ProtocolData, spec: ProtocolSpec, say: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
-    """Train and test every fold; metrics on the pooled predictions."""
+    """Train and test every fold; metrics on the pooled predictions.
+
+    ``data`` is re-prepared for ``spec.model`` when the model takes another
+    input (flow sequences instead of apex features) and its manifest is known.
+    """
+    data = data.for_model(spec.model)
     _check_model_input(spec.model, data)
     started = time.monotonic()
     data, folds = make_folds(data, spec)
@@ -192,6 +197,5 @@ def _check_model_input(model: str, data: ProtocolData) -> None:
     if tuple(data.features.shape[1:]) != expected:
         raise ValueError(
             f"model {model!r} takes inputs of shape {expected}, but the prepared features "
-            f"are {tuple(data.features.shape[1:])}; the protocols prepare apex features "
-            "(3x28x28), so use ststnet or off_apexnet"
+            f"are {tuple(data.features.shape[1:])}"
         )
