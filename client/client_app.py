@@ -29,6 +29,7 @@ from client.dp_training import (
 )
 from client.local_data import TRAIN, LocalData, load_local_data
 from client.payload_guard_mod import payload_guard_mod
+from client.poisoning_mod import poisoning_mod
 from client.secagg_client import TrainRequest, raise_injected_dropout, secagg_when_requested_mod
 from common.labels import COMPOSITE_CLASSES
 from common.metrics import confusion_matrix
@@ -44,7 +45,9 @@ log = logging.getLogger(__name__)
 BUDGET_KEY = "epsilon-budget"
 
 # The payload guard runs inside SecAgg+, so it checks each update before masking.
-app = ClientApp(mods=[secagg_when_requested_mod, payload_guard_mod])
+# Mods run outermost first: the payload guard checks whatever the inner layers
+# produce, including a deliberately poisoned update in robustness experiments.
+app = ClientApp(mods=[secagg_when_requested_mod, payload_guard_mod, poisoning_mod])
 
 
 @app.query()

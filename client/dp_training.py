@@ -21,6 +21,7 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from common.models.losses import training_loss
 from common.privacy.accounting import Segment, epsilon_rdp, total_steps
 
 
@@ -113,15 +114,18 @@ def train_with_dp(
         poisson_sampling=True,
         noise_generator=noise_generator,
     )
-    criterion = nn.CrossEntropyLoss()
     private_model.train()
     loss_sum, correct, seen, steps = 0.0, 0, 0, 0
     for x, y in _batches(private_loader, epochs):
         private_opt.zero_grad(set_to_none=True)
-        logits = private_model(x)
-        # Poisson sampling can draw an empty batch; the step still adds noise
-        # and still counts towards the budget, so it is taken, not skipped.
-        loss = criterion(logits, y) if len(y) else logits.sum() * 0.0
+        if len(y):
+            # Multi-head models (MSR-3D) train every head with its own loss.
+            loss, logits = training_loss(private_model, x, y)
+        else:
+            # Poisson sampling can draw an empty batch; the step still adds noise
+            # and still counts towards the budget, so it is taken, not skipped.
+            logits = private_model(x)
+            loss = logits.sum() * 0.0
         with warnings.catch_warnings():
             # The input tensor never requires grad; PyTorch says so on every step.
             warnings.filterwarnings("ignore", message="Full backward hook is firing")

@@ -54,6 +54,13 @@ class RunConfig:
     # round may wait for replies.
     min_nodes: int = 16
     round_timeout: float = 600.0
+    # Aggregation: fedavg, fedprox, trimmed-mean, median, krum or multikrum;
+    # updates that are non-finite, misshapen or (when max_update_norm > 0)
+    # too large are rejected before aggregation.
+    strategy: str = "fedavg"
+    trim: float = 0.2
+    num_malicious: int = 1
+    max_update_norm: float = 0.0
     # Simulation: subjects held out of training and used only for evaluation.
     num_heldout_subjects: int = 4
     # Built-in synthetic cohort, used when data_manifest is empty.

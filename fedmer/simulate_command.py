@@ -47,6 +47,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="synthetic cohort: number of subjects")
     p.add_argument("--clips-per-class", type=int, default=defaults.cohort_clips_per_class,
                    help="synthetic cohort: clips per class and subject")
+    p.add_argument("--strategy", default=defaults.strategy,
+                   help="fedavg, fedprox, trimmed-mean, median, krum or multikrum")
+    p.add_argument("--max-update-norm", type=float, default=defaults.max_update_norm,
+                   help="reject updates whose L2 distance from the global model exceeds this (0 = off)")
+    p.add_argument("--epsilon-budget", type=float, default=defaults.epsilon_budget,
+                   help="sample-level ε each device refuses to exceed")
+    p.add_argument("--client-target-epsilon", type=float, default=defaults.client_target_epsilon,
+                   help="client-level DP-FedAvg: ε for the whole run (0 = off)")
+    p.add_argument("--secagg", action="store_true", help="aggregate with SecAgg+")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes for data generation and preprocessing")
@@ -91,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
         cohort_clips_per_class=args.clips_per_class,
         data_manifest=str(manifest),
         out_dir=str(out_dir),
+        strategy=args.strategy,
+        max_update_norm=args.max_update_norm,
+        epsilon_budget=args.epsilon_budget,
+        client_target_epsilon=args.client_target_epsilon,
+        secagg=args.secagg,
     )
 
     # Each simulated device prepares its own clips; doing it here first, in

@@ -49,6 +49,9 @@ class ClientLevelDP:
             else None
         )
         self._ledger = ledger
+        # How many devices contributed to each release: enough to rebuild the
+        # accountant exactly when a checkpointed run resumes.
+        self.release_sizes: list[int] = []
         # Central noise must be unpredictable, whatever the run seed.
         self._rng = np.random.default_rng(secrets.randbits(128))
 
@@ -95,6 +98,7 @@ class ClientLevelDP:
         if self.accountant is None:
             return
         epsilon = self.accountant.record_release(n)
+        self.release_sizes.append(n)
         self._ledger.chain.append(
             round=server_round,
             device_id="server",
@@ -110,6 +114,17 @@ class ClientLevelDP:
             note=f"{n} devices",
         )
         log.info("round %d: client-level epsilon %.3f", server_round, epsilon)
+
+    def state_dict(self) -> dict[str, object]:
+        """What a checkpoint needs to resume this accountant."""
+        return {"release_sizes": list(self.release_sizes)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Replay the recorded releases (the ledger already holds their entries)."""
+        for n in state.get("release_sizes", []):  # type: ignore[union-attr]
+            if self.accountant is not None:
+                self.accountant.record_release(int(n))
+            self.release_sizes.append(int(n))
 
     def as_dict(self) -> dict[str, object]:
         return {

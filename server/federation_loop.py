@@ -32,6 +32,7 @@ from server.client_level_dp import ClientLevelDP
 from server.held_out_evaluation import held_out_metrics
 from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
+from server.update_validation import ValidationPolicy, array_map, screen_updates
 from server.secagg_round import SecAggSettings, secure_round
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class FederationSettings:
     num_classes: int
     timeout: float
     start_round: int = 1
+    max_update_norm: float = 0.0
 
 
 @dataclass
@@ -150,6 +152,7 @@ def _train_round(
         tracker.record(device, server_round, metrics)
         outcome.trained.append(device)
         usable.append(reply)
+    usable = _screen(usable, arrays, census, outcome, settings.max_update_norm)
     if usable and privacy.client_dp.enabled:
         clipped = privacy.client_dp.clip(arrays, [r.content.array_records["arrays"] for r in usable])
         outcome.arrays = privacy.client_dp.apply(
@@ -164,6 +167,27 @@ def _train_round(
     else:
         log.warning("round %d: no device trained; the global model is unchanged", server_round)
     return outcome
+
+
+def _screen(
+    usable: list[Message],
+    arrays: ArrayRecord,
+    census: Census,
+    outcome: RoundOutcome,
+    max_update_norm: float,
+) -> list[Message]:
+    """Drop NaN/Inf, misshapen or oversized updates before any aggregation sees them."""
+    screen = screen_updates(
+        array_map(arrays),
+        [array_map(r.content.array_records["arrays"]) for r in usable],
+        ValidationPolicy(max_update_norm),
+    )
+    for index, reason in screen.rejected.items():
+        device = census.device_id(usable[index].metadata.src_node_id)
+        outcome.failed[device] = f"update rejected: {reason}"
+        outcome.trained.remove(device)
+        log.warning("round %d: update of device %s rejected: %s", outcome.round, device, reason)
+    return [usable[i] for i in screen.accepted]
 
 
 def _secure_train_round(

@@ -66,6 +66,14 @@ class PrivacyTracker:
             last_round=server_round,
         )
 
+    def restore(self, devices: dict[str, dict[str, object]]) -> None:
+        """Reload the per-device records of a checkpointed run (see ``as_dict``)."""
+        fields = set(DevicePrivacy.__dataclass_fields__)
+        for device_id, record in devices.items():
+            self._devices[device_id] = DevicePrivacy(
+                **{k: v for k, v in record.items() if k in fields}  # type: ignore[arg-type]
+            )
+
     def worst_epsilon(self) -> float:
         return max((d.epsilon for d in self._devices.values()), default=0.0)
 

@@ -18,11 +18,17 @@ import torch
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.exception import PrivacyBudgetExhausted
-from flwr.serverapp.strategy import FedAvg
 
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.run_config import RunConfig
+from server.checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    arrays_from_record,
+    config_fingerprint,
+    record_from_arrays,
+)
 from server.census import Census, take_census, wait_for_nodes
 from server.client_level_dp import ClientLevelDP
 from server.federation_loop import (
@@ -36,6 +42,7 @@ from server.privacy_tracker import PrivacyTracker
 from server.round_plot import plot_rounds
 from server.run_results import PLOT_FILE, RunResults, save_model
 from server.secagg_round import SecAggSettings
+from server.strategies import StrategySettings, build_strategy
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +65,26 @@ def main(grid: Grid, context: Context) -> None:
     ledger = ServerLedger(out_dir)
     client_dp = ClientLevelDP(cfg, len(census.nodes_with_role("train")), ledger)
     privacy = PrivacyControls(ledger, client_dp, context, _secagg_settings(cfg))
-    strategy = FedAvg(
-        fraction_train=1.0,
-        fraction_evaluate=1.0,
-        min_train_nodes=1,
-        min_evaluate_nodes=1,
-        min_available_nodes=1,
+    strategy = build_strategy(
+        StrategySettings(name=cfg.strategy, trim=cfg.trim, num_malicious=cfg.num_malicious),
+        num_train_nodes=len(census.nodes_with_role("train")),
     )
     results = RunResults(config=cfg.to_flower(), classes=list(COMPOSITE_CLASSES))
     tracker = PrivacyTracker()
+    arrays = ArrayRecord(model.state_dict())
+    checkpoints = CheckpointStore(out_dir)
+    fingerprint = config_fingerprint(cfg.to_flower())
+    start_round = 1
+    if (resumed := checkpoints.latest(fingerprint)) is not None:
+        # Devices keep their own accountants; the server restores its model,
+        # results, per-device records and client-level accountant, so no
+        # round is trained twice and no epsilon is reset or counted twice.
+        arrays = record_from_arrays(resumed.arrays)
+        results.rounds = list(resumed.results.get("rounds", []))
+        tracker.restore(resumed.results.get("privacy", {}).get("devices", {}))
+        client_dp.load_state_dict(resumed.client_accountant)
+        start_round = resumed.next_round
+        _say(f"resuming at round {start_round} from {checkpoints.directory}")
 
     def on_round(outcome: RoundOutcome, latest: Census) -> None:
         results.add_round(outcome.as_entry())
@@ -76,18 +94,30 @@ def main(grid: Grid, context: Context) -> None:
         save_model(outcome.arrays.to_torch_state_dict(), out_dir)
         results.save(out_dir)
         plot_rounds(results.rounds, out_dir / PLOT_FILE)
+        checkpoints.save(
+            Checkpoint(
+                round=outcome.round,
+                arrays=arrays_from_record(outcome.arrays),
+                strategy={"name": cfg.strategy},
+                client_accountant=client_dp.state_dict(),
+                results=results.to_json(),
+                config_fingerprint=fingerprint,
+            )
+        )
         _progress(outcome, cfg.num_server_rounds)
 
     try:
         run_rounds(
             grid,
             strategy,
-            ArrayRecord(model.state_dict()),
+            arrays,
             census,
             FederationSettings(
                 num_rounds=cfg.num_server_rounds,
                 num_classes=len(COMPOSITE_CLASSES),
                 timeout=cfg.round_timeout,
+                start_round=start_round,
+                max_update_norm=cfg.max_update_norm,
             ),
             tracker,
             on_round,
