@@ -41,18 +41,31 @@ def poisoned_arrays(global_arrays: ArrayRecord, trained: ArrayRecord, mode: str,
     return out
 
 
-def poisoning_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+def _attack(context: Context) -> tuple[str, float | None]:
+    """(mode, scale) for this device: from its node config, or in simulation
+    from the run config's ``poison-partition`` (simulated devices have no
+    node config of their own to set)."""
     mode = str(context.node_config.get(POISON_KEY, "") or "")
+    scale = context.node_config.get(SCALE_KEY)
+    partition = context.node_config.get("partition-id")
+    target = int(context.run_config.get("poison-partition", -1))
+    if not mode and partition is not None and int(partition) == target:
+        mode = str(context.run_config.get("poison-mode", "sign-flip"))
+        scale = context.run_config.get("poison-scale")
+    return mode, float(scale) if scale is not None else None
+
+
+def poisoning_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    mode, scale = _attack(context)
     if not mode or not message.metadata.message_type.startswith("train"):
         return call_next(message, context)
     sent = {k: v for k, v in message.content.array_records.items()}
     reply = call_next(message, context)
     if reply.has_error():
         return reply
-    scale = context.node_config.get(SCALE_KEY)
     for key, record in list(reply.content.array_records.items()):
         if key in sent:
             reply.content.array_records[key] = poisoned_arrays(
-                sent[key], record, mode, float(scale) if scale is not None else None
+                sent[key], record, mode, scale
             )
     return reply

@@ -61,6 +61,11 @@ class RunConfig:
     trim: float = 0.2
     num_malicious: int = 1
     max_update_norm: float = 0.0
+    # Robustness experiments only: the simulated device with this partition id
+    # (-1 = none) sends a poisoned update (see client/poisoning_mod.py).
+    poison_partition: int = -1
+    poison_mode: str = "sign-flip"
+    poison_scale: float = 20.0
     # Simulation: subjects held out of training and used only for evaluation.
     num_heldout_subjects: int = 4
     # Built-in synthetic cohort, used when data_manifest is empty.
