@@ -106,6 +106,12 @@ def preprocessing_for(manifest: Path, cache_dir: str = "") -> tuple[PreprocessCo
     return config, feature_cache_for(manifest, cache_dir)
 
 
+# Both entry points are memoized per process: a simulated device's worker stays
+# alive across rounds and is asked for its data on every message (census,
+# train, evaluate), so the manifest, the subject split and the cache are read
+# once, not once per message. A deployed ClientApp runs in a fresh process per
+# message, where the memo costs nothing.
+@lru_cache(maxsize=32)
 def _simulated_device_data(partition_id: int, cfg: RunConfig) -> LocalData:
     from simulations.partitions import split_subjects
 
@@ -125,6 +131,7 @@ def _simulated_device_data(partition_id: int, cfg: RunConfig) -> LocalData:
     return _prepare(records, (), manifest, cfg.cache_dir, role, device_id)
 
 
+@lru_cache(maxsize=8)
 def _deployed_device_data(
     data_dir: str, manifest: str, cache_dir: str, role: str, device_id: str
 ) -> LocalData:
@@ -148,27 +155,13 @@ def _prepare(
     role: str,
     device_id: str,
 ) -> LocalData:
-    return _prepare_cached(records, skipped, str(manifest), cache_dir, role, device_id)
-
-
-@lru_cache(maxsize=8)
-def _prepare_cached(
-    records: tuple[ClipRecord, ...],
-    skipped: tuple[SkippedClip, ...],
-    manifest: str,
-    cache_dir: str,
-    role: str,
-    device_id: str,
-) -> LocalData:
-    # Memoized per process: a simulated device's worker stays alive across
-    # rounds, and re-reading the cache every round would be wasted work.
     usable = [r for r in records if r.label in COMPOSITE_CLASSES]
     label_skips = tuple(
         SkippedClip(r.clip_id, f"label {r.label!r} is not one of {COMPOSITE_CLASSES}")
         for r in records
         if r.label not in COMPOSITE_CLASSES
     )
-    config, cache = preprocessing_for(Path(manifest), cache_dir)
+    config, cache = preprocessing_for(manifest, cache_dir)
     result = prepare_clips(usable, config, cache, workers=1)
     all_skipped = skipped + label_skips + tuple(result.skipped)
     if not result.ready:
