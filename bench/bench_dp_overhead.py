@@ -49,8 +49,17 @@ def main() -> None:
     for r in range(args.repeats + 1):
         model = build_model("ststnet")
         t0 = time.perf_counter()
-        train_with_dp(model, x, y, epochs=1, batch_size=args.batch_size, learning_rate=0.5,
-                      dp=DPSettings(1.0, 1.0, 1e-5), history=[], seed=r)
+        train_with_dp(
+            model,
+            x,
+            y,
+            epochs=1,
+            batch_size=args.batch_size,
+            learning_rate=0.5,
+            dp=DPSettings(1.0, 1.0, 1e-5),
+            history=[],
+            seed=r,
+        )
         t1 = time.perf_counter()
         plain_epoch(build_model("ststnet"), x, y, args.batch_size, 0.5)
         t2 = time.perf_counter()
@@ -59,8 +68,12 @@ def main() -> None:
             plain_times.append(t2 - t1)
     dp, plain = statistics.median(dp_times), statistics.median(plain_times)
     print(f"machine: {describe_machine()}")
-    print(f"STSTNet, {args.clips} clips, batch {args.batch_size}, 1 thread, median of {args.repeats}")
-    print(f"| DP-SGD epoch | plain epoch | ratio |\n|---|---|---|\n| {dp*1e3:.0f} ms | {plain*1e3:.0f} ms | {dp/plain:.2f}x |")
+    print(
+        f"STSTNet, {args.clips} clips, batch {args.batch_size}, 1 thread, median of {args.repeats}"
+    )
+    print(
+        f"| DP-SGD epoch | plain epoch | ratio |\n|---|---|---|\n| {dp * 1e3:.0f} ms | {plain * 1e3:.0f} ms | {dp / plain:.2f}x |"
+    )
 
 
 if __name__ == "__main__":

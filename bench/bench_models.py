@@ -47,8 +47,12 @@ def measure(name: str, mode: str, steps: int, queue: multiprocessing.Queue) -> N
             # Fixed batches of exactly 32 (no Poisson sampling) so both modes
             # time the same batch size.
             model, optimizer, loader = engine.make_private(
-                module=model, optimizer=optimizer, data_loader=loader,
-                noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=False,
+                module=model,
+                optimizer=optimizer,
+                data_loader=loader,
+                noise_multiplier=1.0,
+                max_grad_norm=1.0,
+                poisson_sampling=False,
             )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
@@ -88,23 +92,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     print(f"machine: {describe_machine()}; batch {BATCH}, median of {args.steps} steps")
-    print("| model | params | input | plain step (ms) | DP step (ms) | time ratio | "
-          "plain peak (MiB) | DP peak (MiB) | memory ratio |")
+    print(
+        "| model | params | input | plain step (ms) | DP step (ms) | time ratio | "
+        "plain peak (MiB) | DP peak (MiB) | memory ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         plain_s, plain_mib, params = run_one(name, "plain", args.steps)
         dp_s, dp_mib, _ = run_one(name, "dp", args.steps)
         row = {
-            "model": name, "params": params, "input": list(input_shape_of(name)),
-            "plain_ms": plain_s * 1e3, "dp_ms": dp_s * 1e3, "time_ratio": dp_s / plain_s,
-            "plain_peak_mib": plain_mib, "dp_peak_mib": dp_mib,
+            "model": name,
+            "params": params,
+            "input": list(input_shape_of(name)),
+            "plain_ms": plain_s * 1e3,
+            "dp_ms": dp_s * 1e3,
+            "time_ratio": dp_s / plain_s,
+            "plain_peak_mib": plain_mib,
+            "dp_peak_mib": dp_mib,
             "memory_ratio": dp_mib / plain_mib if plain_mib > 0 else float("nan"),
         }
         rows.append(row)
         shape = "x".join(map(str, row["input"]))
-        print(f"| {name} | {params:,} | {shape} | {row['plain_ms']:.1f} | {row['dp_ms']:.1f} | "
-              f"{row['time_ratio']:.1f}x | {plain_mib:.1f} | {dp_mib:.1f} | "
-              f"{row['memory_ratio']:.1f}x |", flush=True)
+        print(
+            f"| {name} | {params:,} | {shape} | {row['plain_ms']:.1f} | {row['dp_ms']:.1f} | "
+            f"{row['time_ratio']:.1f}x | {plain_mib:.1f} | {dp_mib:.1f} | "
+            f"{row['memory_ratio']:.1f}x |",
+            flush=True,
+        )
     if args.json:
         payload = {"machine": describe_machine(), "batch": BATCH, "rows": rows}
         args.json.write_text(json.dumps(payload, indent=2))

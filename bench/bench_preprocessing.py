@@ -51,15 +51,21 @@ WIDTH, HEIGHT, FRAMES = 640, 480, 60
 
 def make_clips(root: Path, count: int) -> list[ClipRecord]:
     """`count` 640x480x60 clips: 480x480 synthetic renders centred on a 640x480 frame."""
-    spec = CohortSpec(num_subjects=max(1, count // 3), clips_per_class=1, canvas=HEIGHT, face_width=230, seed=11)
+    spec = CohortSpec(
+        num_subjects=max(1, count // 3), clips_per_class=1, canvas=HEIGHT, face_width=230, seed=11
+    )
     records: list[ClipRecord] = []
     for s in range(spec.num_subjects):
         for clip in subject_clips(spec, s):
             if len(records) == count:
                 return records
-            frames = list(clip.frames[:FRAMES]) + [clip.frames[-1]] * max(0, FRAMES - len(clip.frames))
+            frames = list(clip.frames[:FRAMES]) + [clip.frames[-1]] * max(
+                0, FRAMES - len(clip.frames)
+            )
             pad = (WIDTH - HEIGHT) // 2
-            wide = np.stack([cv2.copyMakeBorder(f, 0, 0, pad, pad, cv2.BORDER_REPLICATE) for f in frames])
+            wide = np.stack(
+                [cv2.copyMakeBorder(f, 0, 0, pad, pad, cv2.BORDER_REPLICATE) for f in frames]
+            )
             folder = write_frames(root / clip.name, wide, first_number=1)[0].parent
             p = clip.plan
             apex = min(p.apex, FRAMES - 2) + 1
@@ -97,7 +103,9 @@ def timed(run) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -110,8 +118,12 @@ def main() -> None:
         hidden = [dataclasses.replace(r, onset=1, apex=None) for r in records]
         runs = {
             "decode only (60 frames)": lambda: decode_only(records, args.workers),
-            "full, annotated apex": lambda: _prepare(records, PreprocessConfig(), root / "c1", args.workers),
-            "full, apex spotted": lambda: _prepare(hidden, PreprocessConfig(), root / "c2", args.workers),
+            "full, annotated apex": lambda: _prepare(
+                records, PreprocessConfig(), root / "c1", args.workers
+            ),
+            "full, apex spotted": lambda: _prepare(
+                hidden, PreprocessConfig(), root / "c2", args.workers
+            ),
             "full, spotted + eye alignment": lambda: _prepare(
                 hidden, PreprocessConfig(alignment="eyes"), root / "c3", args.workers
             ),
@@ -122,7 +134,9 @@ def main() -> None:
     base_wall, base_cpu = results["decode only (60 frames)"]
     print(f"{args.clips} clips of {WIDTH}x{HEIGHT}x{FRAMES} (JPEG folders), {args.workers} workers, "
           f"OpenCV {cv2.__version__}; {describe_machine()}\n")  # fmt: skip
-    print("| run | clips/s (wall) | CPU s per clip | busy cores | time ratio to decode-only (wall) | (CPU) |")
+    print(
+        "| run | clips/s (wall) | CPU s per clip | busy cores | time ratio to decode-only (wall) | (CPU) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, (wall, cpu) in results.items():
         print(f"| {name} | {args.clips / wall:.2f} | {cpu / args.clips:.3f} | {cpu / wall:.2f} "
@@ -130,7 +144,9 @@ def main() -> None:
     print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
-def _prepare(records: list[ClipRecord], config: PreprocessConfig, cache: Path, workers: int) -> None:
+def _prepare(
+    records: list[ClipRecord], config: PreprocessConfig, cache: Path, workers: int
+) -> None:
     result = prepare_clips(records, config, FeatureCache(cache), workers=workers)
     assert not result.skipped, result.summary()
 

@@ -38,8 +38,10 @@ def _warm(data_dir: Path, role: str) -> None:
     from client.local_data import load_local_data
     from common.run_config import RunConfig
 
-    load_local_data({"data-dir": str(data_dir), "role": role,
-                     "cache-dir": str(data_dir / ".fedmer-cache")}, RunConfig())
+    load_local_data(
+        {"data-dir": str(data_dir), "role": role, "cache-dir": str(data_dir / ".fedmer-cache")},
+        RunConfig(),
+    )
 
 
 def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
@@ -51,8 +53,9 @@ def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
         dirs = []
         for i in range(num_train + 1):
             d = root / "data" / f"device-{i + 1:03d}"
-            generate_cohort(d, CohortSpec(num_subjects=1, clips_per_class=clips_per_class,
-                                          seed=600 + i))
+            generate_cohort(
+                d, CohortSpec(num_subjects=1, clips_per_class=clips_per_class, seed=600 + i)
+            )
             _warm(d, "heldout" if i == num_train else "train")
             dirs.append(d)
         out = root / "run"
@@ -64,8 +67,13 @@ def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
             dep.wait_online(num_train + 1, timeout=300)
             t0 = time.perf_counter()
             code, log = dep.flwr_run(
-                {"num-server-rounds": rounds, "min-nodes": num_train + 1, "local-epochs": 1,
-                 "round-timeout": 900.0, "out-dir": str(out)},
+                {
+                    "num-server-rounds": rounds,
+                    "min-nodes": num_train + 1,
+                    "local-epochs": 1,
+                    "round-timeout": 900.0,
+                    "out-dir": str(out),
+                },
                 timeout=600 + 300 * rounds,
             )
             total = time.perf_counter() - t0
@@ -88,8 +96,13 @@ def run_sim(num_train: int, rounds: int, clips_per_class: int) -> dict:
     manifest = ensure_cohort(CohortSpec(num_subjects=n, clips_per_class=clips_per_class), workers=2)
     with tempfile.TemporaryDirectory(prefix="fedmer-bench-sim-") as out:
         cfg = RunConfig(
-            num_server_rounds=rounds, num_heldout_subjects=1, local_epochs=1,
-            data_manifest=str(manifest), min_nodes=n, round_timeout=900.0, out_dir=out,
+            num_server_rounds=rounds,
+            num_heldout_subjects=1,
+            local_epochs=1,
+            data_manifest=str(manifest),
+            min_nodes=n,
+            round_timeout=900.0,
+            out_dir=out,
         )
         for p in range(n):  # warm the shared feature cache
             load_local_data({"partition-id": p}, cfg)
@@ -114,15 +127,24 @@ def _point(mode: str, num_train: int, results: dict, total: float) -> dict:
 
 
 def _child(mode: str, num_train: int, rounds: int, clips: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.bench_round_time", "--one", f"{mode}:{num_train}",
-           "--rounds", str(rounds), "--clips-per-class", str(clips)]
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.bench_round_time",
+        "--one",
+        f"{mode}:{num_train}",
+        "--rounds",
+        str(rounds),
+        "--clips-per-class",
+        str(clips),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    return {"mode": mode, "train_devices": num_train,
-            "error": (proc.stdout + proc.stderr)[-2000:]}
+            return json.loads(line[len("RESULT ") :])
+    return {"mode": mode, "train_devices": num_train, "error": (proc.stdout + proc.stderr)[-2000:]}
 
 
 def _ints(text: str) -> list[int]:
@@ -156,8 +178,10 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(points, indent=1))
     print(f"machine: {describe_machine()}")
-    print(f"{args.rounds} rounds, {3 * args.clips_per_class} clips per device, 1 local epoch, "
-          "DP-SGD target eps 8, +1 held-out device")
+    print(
+        f"{args.rounds} rounds, {3 * args.clips_per_class} clips per device, 1 local epoch, "
+        "DP-SGD target eps 8, +1 held-out device"
+    )
     print("| runtime | training devices | round 1 | round 2 | later rounds (mean) | whole run |")
     print("|---|---|---|---|---|---|")
     for p in points:
@@ -168,8 +192,10 @@ def main() -> None:
         s = p["round_seconds"]
         later = f"{sum(s[1:]) / len(s[1:]):.1f} s" if len(s) > 1 else "-"
         r2 = f"{s[1]:.1f} s" if len(s) > 1 else "-"
-        print(f"| {label} | {p['train_devices']} | {s[0]:.1f} s | {r2} | {later} | "
-              f"{p['total_seconds']:.0f} s |")
+        print(
+            f"| {label} | {p['train_devices']} | {s[0]:.1f} s | {r2} | {later} | "
+            f"{p['total_seconds']:.0f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ class InProcessGrid(Grid):
     def __init__(self, num_nodes: int) -> None:
         app = _bench_client()
         self._nodes = {
-            n: (app, Context(run_id=1, node_id=n, node_config={}, state=RecordDict(), run_config={}))
+            n: (
+                app,
+                Context(run_id=1, node_id=n, node_config={}, state=RecordDict(), run_config={}),
+            )
             for n in range(1, num_nodes + 1)
         }
         self.bytes = 0
@@ -117,7 +120,11 @@ def plain_round(grid: InProcessGrid, arrays: ArrayRecord) -> None:
 def secagg_round(grid: InProcessGrid, arrays: ArrayRecord) -> None:
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
     result = secure_round(
-        grid, context, arrays.to_numpy_ndarrays(), list(grid.get_node_ids()), 1,
+        grid,
+        context,
+        arrays.to_numpy_ndarrays(),
+        list(grid.get_node_ids()),
+        1,
         SecAggSettings(num_shares=5, reconstruction_threshold=3, clipping_norm=CLIP, timeout=60),
     )
     assert result.mean_update is not None and not result.dropped
@@ -144,7 +151,9 @@ def main() -> None:
     # Flower logs every protocol stage of every device; keep the table readable.
     logging.getLogger("flwr").setLevel(logging.WARNING)
     print(describe_machine())
-    print("| devices | plain s/round | SecAgg+ s/round | time ratio | plain KiB/round | SecAgg+ KiB/round | bytes ratio |")
+    print(
+        "| devices | plain s/round | SecAgg+ s/round | time ratio | plain KiB/round | SecAgg+ KiB/round | bytes ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n in (5, 20):
         plain_t, plain_b = measure("plain", n, args.repeats)

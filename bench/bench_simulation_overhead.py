@@ -42,18 +42,21 @@ def plain_loop(cfg: RunConfig, num_devices: int) -> float:
             local = build_model(cfg.model)
             local.load_state_dict(global_state)
             result = train_with_dp(
-                local, d.features, d.labels, epochs=cfg.local_epochs,
-                batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                local,
+                d.features,
+                d.labels,
+                epochs=cfg.local_epochs,
+                batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate,
                 dp=DPSettings(cfg.noise_multiplier, cfg.max_grad_norm, cfg.delta),
-                history=histories[d.device_id], seed=server_round,
+                history=histories[d.device_id],
+                seed=server_round,
             )
             histories[d.device_id] = result.history
             states.append(local.state_dict())
             weights.append(result.num_examples)
         w = np.asarray(weights, dtype=np.float64) / sum(weights)
-        global_state = {
-            k: sum(float(wi) * s[k] for wi, s in zip(w, states)) for k in global_state
-        }
+        global_state = {k: sum(float(wi) * s[k] for wi, s in zip(w, states)) for k in global_state}
     model.load_state_dict(global_state)
     cm = sum(
         confusion_matrix(d.labels, predict(model, d.features), len(COMPOSITE_CLASSES))
@@ -78,9 +81,13 @@ def main() -> None:
     manifest = ensure_cohort(spec, workers=2)
     with tempfile.TemporaryDirectory() as out:
         cfg = RunConfig(
-            num_server_rounds=args.rounds, num_heldout_subjects=args.heldout,
-            target_epsilon=0.0, noise_multiplier=1.1, data_manifest=str(manifest),
-            min_nodes=args.subjects, out_dir=out,
+            num_server_rounds=args.rounds,
+            num_heldout_subjects=args.heldout,
+            target_epsilon=0.0,
+            noise_multiplier=1.1,
+            data_manifest=str(manifest),
+            min_nodes=args.subjects,
+            out_dir=out,
         )
         # Warm the feature cache so neither side pays for preprocessing.
         load_local_data({"partition-id": 0}, cfg)
@@ -93,11 +100,15 @@ def main() -> None:
         flower_uf1 = json.loads((Path(out) / "results.json").read_text())["final"]["uf1"]
     plain, flower = t1 - t0, t2 - t1
     print(f"machine: {describe_machine()}")
-    print(f"{args.subjects} devices ({args.heldout} held out), {args.rounds} rounds, "
-          f"{3 * args.clips_per_class} clips/device, sigma 1.1")
+    print(
+        f"{args.subjects} devices ({args.heldout} held out), {args.rounds} rounds, "
+        f"{3 * args.clips_per_class} clips/device, sigma 1.1"
+    )
     print("| plain loop | Flower simulation | ratio | UF1 plain | UF1 Flower |")
     print("|---|---|---|---|---|")
-    print(f"| {plain:.1f} s | {flower:.1f} s | {flower / plain:.1f}x | {plain_uf1:.3f} | {flower_uf1:.3f} |")
+    print(
+        f"| {plain:.1f} s | {flower:.1f} s | {flower / plain:.1f}x | {plain_uf1:.3f} | {flower_uf1:.3f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -57,9 +57,7 @@ def census(msg: Message, context: Context) -> Message:
     content = RecordDict(
         {
             INFO_KEY: ConfigRecord({"role": data.role, "device-id": data.device_id}),
-            METRICS_KEY: MetricRecord(
-                {"num-clips": len(data), "num-skipped": len(data.skipped)}
-            ),
+            METRICS_KEY: MetricRecord({"num-clips": len(data), "num-skipped": len(data.skipped)}),
         }
     )
     return Message(content, reply_to=msg)
@@ -99,7 +97,10 @@ def train(msg: Message, context: Context) -> Message:
     if not decision.allowed:
         # Recorded before replying: the refusal is part of the device's history.
         entry = state.ledger.append(
-            **ledger_fields, event="refused", steps=0, epsilon=decision.spent,
+            **ledger_fields,
+            event="refused",
+            steps=0,
+            epsilon=decision.spent,
             note=decision.reason()[:200],
         )
         return _decline(msg, request, data, decision.reason(), entry)
@@ -170,9 +171,7 @@ def _noise_multiplier(state: DevicePrivacyState, cfg: RunConfig, num_examples: i
     sigma = state.calibrated_sigma()
     if sigma is None:
         planned_steps = (
-            cfg.num_server_rounds
-            * cfg.local_epochs
-            * steps_per_epoch(num_examples, cfg.batch_size)
+            cfg.num_server_rounds * cfg.local_epochs * steps_per_epoch(num_examples, cfg.batch_size)
         )
         sigma = calibrate_noise_multiplier(
             cfg.target_epsilon,

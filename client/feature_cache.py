@@ -104,7 +104,9 @@ class FeatureCache:
         if memo is not None:
             return memo
 
-        record_path = self.root / "sources" / (hashlib.sha256(stamp[0].encode()).hexdigest()[:32] + ".json")
+        record_path = (
+            self.root / "sources" / (hashlib.sha256(stamp[0].encode()).hexdigest()[:32] + ".json")
+        )
         stamp_json = json.loads(json.dumps(stamp))  # tuples -> lists, as stored on disk
         try:
             stored = json.loads(record_path.read_text())
@@ -152,7 +154,9 @@ class FeatureCache:
         folder = self.root / "features" / key[:2]
         return folder / f"{key}.npz", folder / f"{key}.json"
 
-    def get(self, record: ClipRecord, config: PreprocessConfig, key: str | None = None) -> np.ndarray | None:
+    def get(
+        self, record: ClipRecord, config: PreprocessConfig, key: str | None = None
+    ) -> np.ndarray | None:
         """The cached features, or None when absent or unusable (then recompute)."""
         entry = self.get_entry(record, config, key)
         return None if entry is None else entry[0]
@@ -172,12 +176,23 @@ class FeatureCache:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable cache entry %s: %s", npz_path, exc)
             return None
-        if features.shape != expected or features.dtype != np.float32 or not np.isfinite(features).all():
-            log.warning("ignoring cache entry %s: shape %s dtype %s", npz_path, features.shape, features.dtype)
+        if (
+            features.shape != expected
+            or features.dtype != np.float32
+            or not np.isfinite(features).all()
+        ):
+            log.warning(
+                "ignoring cache entry %s: shape %s dtype %s",
+                npz_path,
+                features.shape,
+                features.dtype,
+            )
             return None
         return features, metadata
 
-    def get_sequence(self, record: ClipRecord, config: PreprocessConfig, key: str | None = None) -> np.ndarray | None:
+    def get_sequence(
+        self, record: ClipRecord, config: PreprocessConfig, key: str | None = None
+    ) -> np.ndarray | None:
         """The cached flow sequence, or None (not configured, absent or unusable)."""
         if not config.sequence_length:
             return None

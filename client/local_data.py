@@ -117,9 +117,7 @@ def _simulated_device_data(partition_id: int, cfg: RunConfig) -> LocalData:
 
     manifest = default_manifest(cfg)
     table = read_manifest(manifest)
-    split = split_subjects(
-        {c.subject for c in table.clips}, cfg.num_heldout_subjects, cfg.seed
-    )
+    split = split_subjects({c.subject for c in table.clips}, cfg.num_heldout_subjects, cfg.seed)
     subject = split.subject_of(partition_id)
     role = split.role_of(partition_id)
     device_id = f"sim-{partition_id:03d}"

@@ -26,7 +26,9 @@ SCALE_KEY = "poison-scale"
 MODES = {"sign-flip": (-1.0, 1.0), "scale": (1.0, 10.0)}
 
 
-def poisoned_arrays(global_arrays: ArrayRecord, trained: ArrayRecord, mode: str, scale: float | None) -> ArrayRecord:
+def poisoned_arrays(
+    global_arrays: ArrayRecord, trained: ArrayRecord, mode: str, scale: float | None
+) -> ArrayRecord:
     if mode not in MODES:
         raise ValueError(f"node config poison={mode!r} must be one of {sorted(MODES)}")
     sign, default = MODES[mode]
@@ -65,7 +67,5 @@ def poisoning_mod(message: Message, context: Context, call_next: ClientAppCallab
         return reply
     for key, record in list(reply.content.array_records.items()):
         if key in sent:
-            reply.content.array_records[key] = poisoned_arrays(
-                sent[key], record, mode, scale
-            )
+            reply.content.array_records[key] = poisoned_arrays(sent[key], record, mode, scale)
     return reply

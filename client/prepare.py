@@ -34,10 +34,20 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from client.datasets.clip_record import ClipError, ClipRecord, InvalidAnnotation, SkippedClip, frame_order_problem
+from client.datasets.clip_record import (
+    ClipError,
+    ClipRecord,
+    InvalidAnnotation,
+    SkippedClip,
+    frame_order_problem,
+)
 from client.datasets.frames import check_clip_frames, iter_frames, read_frames
 from client.feature_cache import FeatureCache
-from client.preprocessing.features import PreprocessConfig, compute_clip_features, compute_sequence_features
+from client.preprocessing.features import (
+    PreprocessConfig,
+    compute_clip_features,
+    compute_sequence_features,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +89,9 @@ def check_record(record: ClipRecord) -> None:
         raise InvalidAnnotation(problem, record.clip_id, record.source)
 
 
-def process_clip(record: ClipRecord, config: PreprocessConfig) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+def process_clip(
+    record: ClipRecord, config: PreprocessConfig
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
     """Compute one clip's features, metadata and optional flow sequence (runs in a worker)."""
     check_record(record)
     check_clip_frames(record)
@@ -115,7 +127,10 @@ def _worker(record: ClipRecord, config: PreprocessConfig) -> tuple[str, Any]:
         return "skip", (str(error.with_context(record.clip_id, record.source)), error.category)
     except cv2.error as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
-        return "skip", (f"clip {record.clip_id!r} {record.source}: OpenCV error: {message}", "opencv_error")
+        return "skip", (
+            f"clip {record.clip_id!r} {record.source}: OpenCV error: {message}",
+            "opencv_error",
+        )
     except Exception as error:  # noqa: BLE001 - one clip must never stop the others
         log.warning("unexpected error preparing %s:\n%s", record.clip_id, traceback.format_exc())
         return "skip", (
@@ -126,7 +141,9 @@ def _worker(record: ClipRecord, config: PreprocessConfig) -> tuple[str, Any]:
 
 def _skip(record: ClipRecord, error: ClipError) -> SkippedClip:
     return SkippedClip(
-        clip_id=record.clip_id, reason=str(error.with_context(record.clip_id, record.source)), category=error.category
+        clip_id=record.clip_id,
+        reason=str(error.with_context(record.clip_id, record.source)),
+        category=error.category,
     )
 
 
@@ -172,7 +189,10 @@ def prepare_clips(
                 features, metadata, sequence = payload
                 try:
                     cache.put(record, config, features, metadata, key=todo[i], sequence=sequence)
-                except (OSError, ClipError) as exc:  # full disk, source gone: keep the computed clip
+                except (
+                    OSError,
+                    ClipError,
+                ) as exc:  # full disk, source gone: keep the computed clip
                     log.warning("cannot cache features of %s: %s", record.clip_id, exc)
                 features_of[i] = (features, sequence)
                 result.computed += 1
@@ -261,7 +281,9 @@ def _run_pool(
             retry_pool.shutdown()
 
 
-def load_prepared(records: Sequence[ClipRecord], config: PreprocessConfig, cache: FeatureCache) -> PrepareResult:
+def load_prepared(
+    records: Sequence[ClipRecord], config: PreprocessConfig, cache: FeatureCache
+) -> PrepareResult:
     """Only read the cache: clips not prepared with this config are skipped."""
     result = PrepareResult()
     for record in records:
@@ -313,4 +335,6 @@ def prepared_run_for(manifest: Path | str) -> PreparedRun | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable %s: %s", report_path, exc)
         return None
-    return PreparedRun(config=config, cache=FeatureCache(Path(report.get("cache") or report_path.parent / "cache")))
+    return PreparedRun(
+        config=config, cache=FeatureCache(Path(report.get("cache") or report_path.parent / "cache"))
+    )

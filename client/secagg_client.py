@@ -33,7 +33,9 @@ from common.privacy.client_level import clip_update
 DROPOUT_ENV = "FEDMER_INJECT_DROPOUT"
 
 
-def secagg_when_requested_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+def secagg_when_requested_mod(
+    msg: Message, context: Context, call_next: ClientAppCallable
+) -> Message:
     """Run Flower's ``secaggplus_mod`` only for messages of the SecAgg+ protocol."""
     if RECORD_KEY_CONFIGS in msg.content.config_records:
         return secaggplus_mod(msg, context, call_next)

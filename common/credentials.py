@@ -121,13 +121,21 @@ def create_certificates(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA384())
     )
 
@@ -144,9 +152,15 @@ def create_certificates(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=True, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -192,8 +206,16 @@ def create_device_keys(
             raise ValueError(f"device id {device_id!r} is not a valid folder name")
     all_paths = [device_key_paths(out_dir, i) for i in ids]
     _refuse_existing(
-        [p for k in all_paths for p in (k.auth_private_key, k.auth_public_key,
-                                        k.ledger_private_key, k.ledger_public_key)],
+        [
+            p
+            for k in all_paths
+            for p in (
+                k.auth_private_key,
+                k.auth_public_key,
+                k.ledger_private_key,
+                k.ledger_public_key,
+            )
+        ],
         overwrite,
     )
     for keys in all_paths:

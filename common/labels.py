@@ -14,6 +14,4 @@ def class_index(label: str, classes: tuple[str, ...] = COMPOSITE_CLASSES) -> int
     try:
         return classes.index(label.strip().lower())
     except ValueError:
-        raise ValueError(
-            f"label {label!r} is not one of {', '.join(classes)}"
-        ) from None
+        raise ValueError(f"label {label!r} is not one of {', '.join(classes)}") from None

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def confusion_matrix(
-    y_true: Sequence[int], y_pred: Sequence[int], num_classes: int
-) -> np.ndarray:
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     for t, p in zip(y_true, y_pred, strict=True):

@@ -25,20 +25,49 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("ledgers", nargs="*", type=Path, metavar="LEDGER",
-                   help="ledger JSONL files, or folders holding them (e.g. runs/<id>/ledger)")
-    p.add_argument("--report", type=Path, default=Path("audit-report"),
-                   help="folder for the Markdown report and plots (default: audit-report)")
-    p.add_argument("--rtol", type=float, default=None,
-                   help="relative tolerance for recomputed epsilon (default 1e-2)")
-    p.add_argument("--clips-per-subject", type=int, default=10,
-                   help="k for the sample-to-subject group-privacy conversion (default 10)")
-    p.add_argument("--trusted-key", action="append", default=[], metavar="DEVICE=BASE64",
-                   help="pin a device's Ed25519 public key (else the chain's first entry pins it)")
-    p.add_argument("--empirical", action="store_true",
-                   help="run the one-run empirical audit (canaries + membership inference)")
-    p.add_argument("--epsilon", type=float, default=8.0,
-                   help="--empirical: the claimed epsilon to train at (default 8)")
+    p.add_argument(
+        "ledgers",
+        nargs="*",
+        type=Path,
+        metavar="LEDGER",
+        help="ledger JSONL files, or folders holding them (e.g. runs/<id>/ledger)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=Path("audit-report"),
+        help="folder for the Markdown report and plots (default: audit-report)",
+    )
+    p.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="relative tolerance for recomputed epsilon (default 1e-2)",
+    )
+    p.add_argument(
+        "--clips-per-subject",
+        type=int,
+        default=10,
+        help="k for the sample-to-subject group-privacy conversion (default 10)",
+    )
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="DEVICE=BASE64",
+        help="pin a device's Ed25519 public key (else the chain's first entry pins it)",
+    )
+    p.add_argument(
+        "--empirical",
+        action="store_true",
+        help="run the one-run empirical audit (canaries + membership inference)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=8.0,
+        help="--empirical: the claimed epsilon to train at (default 8)",
+    )
     p.add_argument("--seed", type=int, default=0, help="--empirical: seed")
     p.set_defaults(handler=run)
 

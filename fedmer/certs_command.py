@@ -21,11 +21,20 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, default=Path("certificates"),
-                   help="folder for ca.pem, ca.key, server.pem, server.key (default: %(default)s)")
-    p.add_argument("--san", action="append", default=[], metavar="NAME_OR_IP",
-                   help="DNS name or IP address of the SuperLink; repeatable or comma-separated "
-                        "(default: localhost,127.0.0.1,::1)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("certificates"),
+        help="folder for ca.pem, ca.key, server.pem, server.key (default: %(default)s)",
+    )
+    p.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="NAME_OR_IP",
+        help="DNS name or IP address of the SuperLink; repeatable or comma-separated "
+        "(default: localhost,127.0.0.1,::1)",
+    )
     p.add_argument("--common-name", default="fedmer SuperLink")
     p.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace existing files")
@@ -36,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from common.credentials import CredentialExistsError, create_certificates
 
     sans = [s for item in args.san for s in item.split(",") if s.strip()] or [
-        "localhost", "127.0.0.1", "::1"
+        "localhost",
+        "127.0.0.1",
+        "::1",
     ]
     try:
         paths = create_certificates(
@@ -45,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     except (CredentialExistsError, ValueError) as exc:
         print(f"fedmer certs: error: {exc}", flush=True)
         return 2
-    print(f"[fedmer] CA certificate     {paths.ca_cert}   (give to every SuperNode: --root-certificates)")
+    print(
+        f"[fedmer] CA certificate     {paths.ca_cert}   (give to every SuperNode: --root-certificates)"
+    )
     print(f"[fedmer] CA private key     {paths.ca_key}   (0600; keep offline)")
     print(f"[fedmer] server certificate {paths.server_cert}   SANs: {', '.join(sans)}")
     print(f"[fedmer] server private key {paths.server_key}   (0600)")

@@ -6,9 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedmer import compare_command, evaluate_command, prepare_command, simulate_command
-from fedmer import certs_command, keys_command
-from fedmer import audit_command
+from fedmer import (
+    audit_command,
+    certs_command,
+    compare_command,
+    evaluate_command,
+    keys_command,
+    prepare_command,
+    simulate_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

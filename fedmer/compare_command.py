@@ -25,8 +25,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--epsilons", default="1,2,4,8,inf",
-                   help="comma-separated ε sweep; inf is the non-DP FedAvg row")
+    p.add_argument(
+        "--epsilons",
+        default="1,2,4,8,inf",
+        help="comma-separated ε sweep; inf is the non-DP FedAvg row",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
     add_protocol_arguments(p)
     p.set_defaults(handler=run)
@@ -51,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     command = "fedmer " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
     try:
-        specs = comparison_specs(spec_from_args(args, "centralized"),
-                                 parse_epsilons(args.epsilons))
+        specs = comparison_specs(spec_from_args(args, "centralized"), parse_epsilons(args.epsilons))
         data, manifest = load_data(args)
         # Folds are checked before hours of training, not after the first row.
         make_folds(data, specs[0])

@@ -28,8 +28,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("count", type=int, help="number of devices")
-    p.add_argument("--out", type=Path, default=Path("device-keys"),
-                   help="one folder per device is created here (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("device-keys"),
+        help="one folder per device is created here (default: %(default)s)",
+    )
     p.add_argument("--prefix", default="device", help="device id prefix (default: %(default)s)")
     p.add_argument("--start", type=int, default=1, help="number of the first device (default: 1)")
     p.add_argument("--force", action="store_true", help="replace existing files")
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fedmer keys: error: {exc}", flush=True)
         return 2
     for k in keys:
-        print(f"[fedmer] {k.device_id}: register {k.auth_public_key}; "
-              f"supernode key {k.auth_private_key}; ledger key {k.ledger_private_key}")
+        print(
+            f"[fedmer] {k.device_id}: register {k.auth_public_key}; "
+            f"supernode key {k.auth_private_key}; ledger key {k.ledger_private_key}"
+        )
     return 0

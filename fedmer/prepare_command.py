@@ -31,23 +31,60 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("root", type=Path, help="dataset root as shipped (or a manifest CSV / its folder)")
-    p.add_argument("--kind", choices=KINDS, default="auto", help="dataset kind; auto detects it from the layout")
-    p.add_argument("--scheme", choices=SCHEMES, default="composite",
-                   help="labels: the dataset's own classes, or the MEGC2019 composite (others dropped)")
-    p.add_argument("--out", type=Path, help="output folder for manifest.csv, prepare.json and cache/ "
-                   "(default: ./prepared/<kind>)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="preprocessing processes")
-    p.add_argument("--align", choices=ALIGNMENTS, default=defaults.alignment, help="eye-based face alignment")
-    p.add_argument("--flow", choices=FLOW_METHODS, default=defaults.flow_method, help="optical flow algorithm")
-    p.add_argument("--detector", default=defaults.detector, help="face detector (haar, or yunet with --detector-model)")
-    p.add_argument("--detector-model", default="", help="model file for --detector yunet (never downloaded)")
-    p.add_argument("--skip-detection", action="store_true",
-                   help="frames are already face crops (implied by casme2-cropped)")
-    p.add_argument("--magnify", type=float, default=defaults.magnification_alpha,
-                   help="Eulerian motion magnification factor (0 = off)")
-    p.add_argument("--sequence-length", type=int, default=defaults.sequence_length,
-                   help="also cache fixed-length flow sequences of this many frames (0 = off)")
+    p.add_argument(
+        "root", type=Path, help="dataset root as shipped (or a manifest CSV / its folder)"
+    )
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="auto",
+        help="dataset kind; auto detects it from the layout",
+    )
+    p.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default="composite",
+        help="labels: the dataset's own classes, or the MEGC2019 composite (others dropped)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder for manifest.csv, prepare.json and cache/ (default: ./prepared/<kind>)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="preprocessing processes"
+    )
+    p.add_argument(
+        "--align", choices=ALIGNMENTS, default=defaults.alignment, help="eye-based face alignment"
+    )
+    p.add_argument(
+        "--flow", choices=FLOW_METHODS, default=defaults.flow_method, help="optical flow algorithm"
+    )
+    p.add_argument(
+        "--detector",
+        default=defaults.detector,
+        help="face detector (haar, or yunet with --detector-model)",
+    )
+    p.add_argument(
+        "--detector-model", default="", help="model file for --detector yunet (never downloaded)"
+    )
+    p.add_argument(
+        "--skip-detection",
+        action="store_true",
+        help="frames are already face crops (implied by casme2-cropped)",
+    )
+    p.add_argument(
+        "--magnify",
+        type=float,
+        default=defaults.magnification_alpha,
+        help="Eulerian motion magnification factor (0 = off)",
+    )
+    p.add_argument(
+        "--sequence-length",
+        type=int,
+        default=defaults.sequence_length,
+        help="also cache fixed-length flow sequences of this many frames (0 = off)",
+    )
     p.add_argument("--face-size", type=int, default=defaults.face_size)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -85,17 +122,28 @@ def run(args: argparse.Namespace) -> int:
 
     out = (args.out or Path("prepared") / kind).resolve()
     records, dropped = apply_scheme(table.clips, args.scheme)
-    print(f"[fedmer] {kind}: {len(table.clips)} clip(s) read from {table.path}, {len(table.skipped)} row(s) skipped; "
-          f"{len(records)} in the {args.scheme} scheme", flush=True)
-    result = prepare_clips(records, config, FeatureCache(out / "cache"), workers=args.workers,
-                           progress=not args.no_progress)
+    print(
+        f"[fedmer] {kind}: {len(table.clips)} clip(s) read from {table.path}, {len(table.skipped)} row(s) skipped; "
+        f"{len(records)} in the {args.scheme} scheme",
+        flush=True,
+    )
+    result = prepare_clips(
+        records,
+        config,
+        FeatureCache(out / "cache"),
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     skipped = [*table.skipped, *dropped, *result.skipped]
     manifest = write_manifest(out / "manifest.csv", [p.record for p in result.ready])
     _write_report(out / PREPARE_REPORT, args, kind, config, result, skipped)
 
     result.skipped = skipped  # the summary covers reading, labels and preprocessing
     print(f"[fedmer] {result.summary()}", flush=True)
-    print(f"[fedmer] manifest: {manifest}\n[fedmer] train with: fedmer simulate --data {manifest}", flush=True)
+    print(
+        f"[fedmer] manifest: {manifest}\n[fedmer] train with: fedmer simulate --data {manifest}",
+        flush=True,
+    )
     return 0 if result.ready else 1
 
 

@@ -41,31 +41,62 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-multiplier", type=float, default=defaults.noise_multiplier)
     p.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm)
     p.add_argument("--delta", type=float, default=defaults.delta)
-    p.add_argument("--heldout", type=int, default=defaults.num_heldout_subjects,
-                   help="subjects held out of training, evaluated every round")
-    p.add_argument("--subjects", type=int, default=defaults.cohort_subjects,
-                   help="synthetic cohort: number of subjects")
-    p.add_argument("--clips-per-class", type=int, default=defaults.cohort_clips_per_class,
-                   help="synthetic cohort: clips per class and subject")
-    p.add_argument("--strategy", default=defaults.strategy,
-                   help="fedavg, fedprox, trimmed-mean, median, krum or multikrum")
-    p.add_argument("--max-update-norm", type=float, default=defaults.max_update_norm,
-                   help="reject updates whose L2 distance from the global model exceeds this (0 = off)")
-    p.add_argument("--epsilon-budget", type=float, default=defaults.epsilon_budget,
-                   help="sample-level ε each device refuses to exceed")
-    p.add_argument("--client-target-epsilon", type=float, default=defaults.client_target_epsilon,
-                   help="client-level DP-FedAvg: ε for the whole run (0 = off)")
+    p.add_argument(
+        "--heldout",
+        type=int,
+        default=defaults.num_heldout_subjects,
+        help="subjects held out of training, evaluated every round",
+    )
+    p.add_argument(
+        "--subjects",
+        type=int,
+        default=defaults.cohort_subjects,
+        help="synthetic cohort: number of subjects",
+    )
+    p.add_argument(
+        "--clips-per-class",
+        type=int,
+        default=defaults.cohort_clips_per_class,
+        help="synthetic cohort: clips per class and subject",
+    )
+    p.add_argument(
+        "--strategy",
+        default=defaults.strategy,
+        help="fedavg, fedprox, trimmed-mean, median, krum or multikrum",
+    )
+    p.add_argument(
+        "--max-update-norm",
+        type=float,
+        default=defaults.max_update_norm,
+        help="reject updates whose L2 distance from the global model exceeds this (0 = off)",
+    )
+    p.add_argument(
+        "--epsilon-budget",
+        type=float,
+        default=defaults.epsilon_budget,
+        help="sample-level ε each device refuses to exceed",
+    )
+    p.add_argument(
+        "--client-target-epsilon",
+        type=float,
+        default=defaults.client_target_epsilon,
+        help="client-level DP-FedAvg: ε for the whole run (0 = off)",
+    )
     p.add_argument("--secagg", action="store_true", help="aggregate with SecAgg+")
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="processes for data generation and preprocessing")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes for data generation and preprocessing",
+    )
     p.add_argument("--verbose", action="store_true", help="show Flower's own log")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from client.local_data import preprocessing_for
     from client.datasets.manifest import read_manifest
+    from client.local_data import preprocessing_for
     from client.prepare import prepare_clips
     from simulations.default_cohort import ensure_cohort
     from simulations.flower_runtime import run_flower_simulation
@@ -80,8 +111,11 @@ def run(args: argparse.Namespace) -> int:
         spec = CohortSpec(
             num_subjects=args.subjects, clips_per_class=args.clips_per_class, seed=args.seed
         )
-        print(f"[fedmer] synthetic cohort: {spec.num_subjects} subjects, "
-              f"{3 * spec.clips_per_class} clips each (seed {spec.seed})", flush=True)
+        print(
+            f"[fedmer] synthetic cohort: {spec.num_subjects} subjects, "
+            f"{3 * spec.clips_per_class} clips each (seed {spec.seed})",
+            flush=True,
+        )
         manifest = ensure_cohort(spec, workers=args.workers, progress=True)
 
     cfg = RunConfig(
@@ -111,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
     # parallel and with a progress bar, only warms the same device-local cache.
     table = read_manifest(manifest)
     config, cache = preprocessing_for(manifest, cfg.cache_dir)
-    prepared = prepare_clips(
-        table.clips, config, cache, workers=args.workers, progress=True
-    )
+    prepared = prepare_clips(table.clips, config, cache, workers=args.workers, progress=True)
     print(f"[fedmer] {prepared.summary()}", flush=True)
     num_devices = len({c.subject for c in table.clips})
     # Every simulated device must answer the census before round 1.

@@ -43,9 +43,7 @@ class Census:
         return info.device_id if info else f"node-{node_id}"
 
 
-def wait_for_nodes(
-    grid: Grid, min_nodes: int, timeout: float, settle: float = 2.0
-) -> None:
+def wait_for_nodes(grid: Grid, min_nodes: int, timeout: float, settle: float = 2.0) -> None:
     """Block until ``min_nodes`` devices are connected and the count has settled.
 
     Devices register one by one (in simulation too, while the ServerApp is
@@ -66,8 +64,7 @@ def wait_for_nodes(
             if count >= min_nodes:
                 return
             raise TimeoutError(
-                f"only {count} of the required {min_nodes} devices connected "
-                f"within {timeout:.0f}s"
+                f"only {count} of the required {min_nodes} devices connected within {timeout:.0f}s"
             )
         time.sleep(0.25)
 

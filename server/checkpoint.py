@@ -61,7 +61,9 @@ class Checkpoint:
         return self.round + 1
 
 
-def config_fingerprint(run_config: Mapping[str, Any], ignore: Iterable[str] = RESUMABLE_CHANGES) -> str:
+def config_fingerprint(
+    run_config: Mapping[str, Any], ignore: Iterable[str] = RESUMABLE_CHANGES
+) -> str:
     """A hash of the run config, without the keys a resumed run may change."""
     skip = set(ignore)
     payload = {k: run_config[k] for k in sorted(run_config) if k not in skip}
@@ -99,7 +101,9 @@ class CheckpointStore:
         }
         meta_path = self.directory / f"{stem}.json"
         write_json_atomic(meta_path, meta)
-        write_json_atomic(self.directory / LATEST, {"round": checkpoint.round, "file": meta_path.name})
+        write_json_atomic(
+            self.directory / LATEST, {"round": checkpoint.round, "file": meta_path.name}
+        )
         self._prune()
         return meta_path
 
@@ -115,8 +119,10 @@ class CheckpointStore:
             except (OSError, ValueError, KeyError, CheckpointError) as exc:
                 log.warning("checkpoint %s is unusable (%s); trying an older one", meta_path, exc)
                 continue
-            if expected_fingerprint and checkpoint.config_fingerprint and (
-                checkpoint.config_fingerprint != expected_fingerprint
+            if (
+                expected_fingerprint
+                and checkpoint.config_fingerprint
+                and (checkpoint.config_fingerprint != expected_fingerprint)
             ):
                 raise CheckpointError(
                     f"{meta_path} was written by a run with a different run config; "

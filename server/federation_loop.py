@@ -32,8 +32,8 @@ from server.client_level_dp import ClientLevelDP
 from server.held_out_evaluation import held_out_metrics
 from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
-from server.update_validation import ValidationPolicy, array_map, screen_updates
 from server.secagg_round import SecAggSettings, secure_round
+from server.update_validation import ValidationPolicy, array_map, screen_updates
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,9 @@ def _train_round(
         usable.append(reply)
     usable = _screen(usable, arrays, census, outcome, settings.max_update_norm)
     if usable and privacy.client_dp.enabled:
-        clipped = privacy.client_dp.clip(arrays, [r.content.array_records["arrays"] for r in usable])
+        clipped = privacy.client_dp.clip(
+            arrays, [r.content.array_records["arrays"] for r in usable]
+        )
         outcome.arrays = privacy.client_dp.apply(
             arrays, sum_updates(clipped), len(clipped), server_round
         )
@@ -218,7 +220,9 @@ def _secure_train_round(
         tracker.record(device, server_round, metrics)
         outcome.trained.append(device)
     if result.mean_update is None:
-        log.warning("round %d: SecAgg+ did not complete; the global model is unchanged", server_round)
+        log.warning(
+            "round %d: SecAgg+ did not complete; the global model is unchanged", server_round
+        )
         return outcome
     n = result.contributors
     outcome.arrays = privacy.client_dp.apply(

@@ -59,9 +59,7 @@ class RunResults:
                 "unit": "sample-level (one clip)",
                 "accountant": "rdp",
                 "note": PRIVACY_NOTE,
-                "worst_epsilon": max(
-                    (d["epsilon"] for d in self.privacy.values()), default=0.0
-                ),
+                "worst_epsilon": max((d["epsilon"] for d in self.privacy.values()), default=0.0),
                 "devices": self.privacy,
                 "client_level": self.client_level,
             },

@@ -117,7 +117,9 @@ def secure_round(
         strategy=strategy,
         client_manager=manager,
     )
-    legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({Key.CURRENT_ROUND: server_round})
+    legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
+        {Key.CURRENT_ROUND: server_round}
+    )
     legacy.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
         ndarrays_to_parameters(global_arrays), keep_input=True
     )

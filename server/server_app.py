@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 
 import torch
-
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.exception import PrivacyBudgetExhausted
@@ -22,6 +21,7 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.run_config import RunConfig
+from server.census import Census, take_census, wait_for_nodes
 from server.checkpoint import (
     Checkpoint,
     CheckpointStore,
@@ -29,7 +29,6 @@ from server.checkpoint import (
     config_fingerprint,
     record_from_arrays,
 )
-from server.census import Census, take_census, wait_for_nodes
 from server.client_level_dp import ClientLevelDP
 from server.federation_loop import (
     FederationSettings,

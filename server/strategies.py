@@ -35,8 +35,13 @@ from flwr.serverapp.strategy import (
 )
 
 STRATEGIES = ("fedavg", "fedprox", "trimmed-mean", "median", "krum", "multikrum")
-_ALIASES = {"fedtrimmedavg": "trimmed-mean", "trimmed_mean": "trimmed-mean",
-            "trimmedmean": "trimmed-mean", "fedmedian": "median", "multi-krum": "multikrum"}
+_ALIASES = {
+    "fedtrimmedavg": "trimmed-mean",
+    "trimmed_mean": "trimmed-mean",
+    "trimmedmean": "trimmed-mean",
+    "fedmedian": "median",
+    "multi-krum": "multikrum",
+}
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,7 @@ def canonical_name(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in STRATEGIES:
-        raise ValueError(
-            f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}"
-        )
+        raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
     return key
 
 

@@ -90,8 +90,9 @@ def format_node_config(values: Mapping[str, object]) -> str:
 
 def format_run_config(values: Mapping[str, object]) -> str:
     """``flwr run --run-config`` syntax (TOML values)."""
-    return " ".join(f"{k}={json.dumps(v) if isinstance(v, str) else _toml_scalar(v)}"
-                    for k, v in values.items())
+    return " ".join(
+        f"{k}={json.dumps(v) if isinstance(v, str) else _toml_scalar(v)}" for k, v in values.items()
+    )
 
 
 def _toml_scalar(value: object) -> str:
@@ -293,8 +294,13 @@ class LocalDeployment:
         handle = open(log_path, "ab")
         try:
             proc = subprocess.Popen(
-                cmd, cwd=self.workdir, env=offline_env(flwr_home, self.tag), stdout=handle,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cmd,
+                cwd=self.workdir,
+                env=offline_env(flwr_home, self.tag),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         finally:
             handle.close()
@@ -304,17 +310,26 @@ class LocalDeployment:
 
     # -- SuperLink ---------------------------------------------------------
     def start_superlink(
-        self, port: int | None = None, enable_auth: bool = True, database: Path | None = None,
+        self,
+        port: int | None = None,
+        enable_auth: bool = True,
+        database: Path | None = None,
         timeout: float = 60.0,
     ) -> RunningProcess:
         """``flower-superlink`` with TLS (+ node auth) on 127.0.0.1; waits until it serves."""
         self.superlink_port = port or self.superlink_port or free_port()
         cmd = [
             str(BIN / "flower-superlink"),
-            "--ssl-ca-certfile", str(self.certs.ca_cert),
-            "--ssl-certfile", str(self.certs.server_cert),
-            "--ssl-keyfile", str(self.certs.server_key),
-            "--host", LOOPBACK, "--port", str(self.superlink_port),
+            "--ssl-ca-certfile",
+            str(self.certs.ca_cert),
+            "--ssl-certfile",
+            str(self.certs.server_cert),
+            "--ssl-keyfile",
+            str(self.certs.server_key),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.superlink_port),
             "--disable-runtime-dependency-installation",
         ]
         if enable_auth:
@@ -357,14 +372,22 @@ class LocalDeployment:
 
     def flwr_cli(self, args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / "flwr"), *args], cwd=REPO_ROOT, env=offline_env(self.cli_home, self.tag),
-            text=True, capture_output=True, timeout=timeout,
+            [str(BIN / "flwr"), *args],
+            cwd=REPO_ROOT,
+            env=offline_env(self.cli_home, self.tag),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
         )
 
     # -- devices -----------------------------------------------------------
     def add_device(
-        self, device_id: str, data_dir: Path | None = None, role: str = "train",
-        register: bool = True, **node_config: object,
+        self,
+        device_id: str,
+        data_dir: Path | None = None,
+        role: str = "train",
+        register: bool = True,
+        **node_config: object,
     ) -> Device:
         """Create the device's keys (once), register its public key, name its node config."""
         key_root = self.workdir / "device-keys"
@@ -375,8 +398,11 @@ class LocalDeployment:
             keys = device_key_paths(key_root, device_id)
         else:
             [keys] = create_device_keys(key_root, [device_id])
-        config: dict[str, object] = {"device-id": device_id, "role": role,
-                                     "state-dir": str(keys.auth_private_key.parent)}
+        config: dict[str, object] = {
+            "device-id": device_id,
+            "role": role,
+            "state-dir": str(keys.auth_private_key.parent),
+        }
         if data_dir is not None:
             config["data-dir"] = str(data_dir)
             config["cache-dir"] = str(Path(data_dir) / ".fedmer-cache")
@@ -389,26 +415,44 @@ class LocalDeployment:
 
     def register(self, device: Device) -> int:
         result = self.flwr_cli(
-            ["supernode", "register", str(device.keys.auth_public_key), CONNECTION,
-             "--format", "json"]
+            [
+                "supernode",
+                "register",
+                str(device.keys.auth_public_key),
+                CONNECTION,
+                "--format",
+                "json",
+            ]
         )
         out = result.stdout
         if result.returncode != 0 or '"success": true' not in out:
             raise RuntimeError(f"registering {device.device_id} failed:\n{out}\n{result.stderr}")
-        node_id = int(json.loads(out[out.index("{"):])["node-id"])
+        node_id = int(json.loads(out[out.index("{") :])["node-id"])
         device.node_config.setdefault("_node-id", node_id)
         return node_id
 
     def start_supernode(
-        self, device: Device, tls: bool = True, auth: bool = True,
-        max_retries: int | None = None, max_wait_time: float | None = None,
+        self,
+        device: Device,
+        tls: bool = True,
+        auth: bool = True,
+        max_retries: int | None = None,
+        max_wait_time: float | None = None,
     ) -> RunningProcess:
         """``flower-supernode`` for one device (own runtime port and FLWR_HOME)."""
         runtime_port = free_port()
         config = {k: v for k, v in device.node_config.items() if not k.startswith("_")}
-        cmd = [str(BIN / "flower-supernode"), "--superlink", self.address,
-               "--host", LOOPBACK, "--port", str(runtime_port),
-               "--node-config", format_node_config(config)]
+        cmd = [
+            str(BIN / "flower-supernode"),
+            "--superlink",
+            self.address,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(runtime_port),
+            "--node-config",
+            format_node_config(config),
+        ]
         cmd += ["--root-certificates", str(self.certs.ca_cert)] if tls else ["--insecure"]
         if auth:
             cmd += ["--auth-supernode-private-key", str(device.keys.auth_private_key)]
@@ -429,7 +473,7 @@ class LocalDeployment:
             return 0
         out = result.stdout
         try:
-            payload = json.loads(out[out.index("{"):])
+            payload = json.loads(out[out.index("{") :])
         except ValueError:
             return 0
         return sum(1 for n in payload.get("nodes", []) if n.get("status") == "online")
@@ -445,8 +489,15 @@ class LocalDeployment:
     # -- runs --------------------------------------------------------------
     def start_run(self, run_config: Mapping[str, object], name: str = "flwr-run") -> RunningProcess:
         """``flwr run . <connection> --stream`` in the background."""
-        cmd = [str(BIN / "flwr"), "run", str(REPO_ROOT), CONNECTION, "--stream",
-               "--run-config", format_run_config(run_config)]
+        cmd = [
+            str(BIN / "flwr"),
+            "run",
+            str(REPO_ROOT),
+            CONNECTION,
+            "--stream",
+            "--run-config",
+            format_run_config(run_config),
+        ]
         running = self._spawn(name, cmd, self.cli_home)
         return running
 

@@ -94,8 +94,11 @@ def flwr_run(
             cmd += ["--run-config", " ".join(run_config)]
         try:
             return subprocess.run(
-                cmd, env=offline_flower_env(flwr_home), text=True,
-                capture_output=True, timeout=timeout,
+                cmd,
+                env=offline_flower_env(flwr_home),
+                text=True,
+                capture_output=True,
+                timeout=timeout,
             )
         finally:
             stop_local_superlink(flwr_home)

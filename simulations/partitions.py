@@ -49,9 +49,7 @@ def split_subjects(subjects: Iterable[str], num_heldout: int, seed: int) -> Subj
     """Draw ``num_heldout`` held-out subjects by seed; the rest train."""
     ordered = sorted(set(subjects))
     if not 0 < num_heldout < len(ordered):
-        raise ValueError(
-            f"need 0 < held-out subjects < {len(ordered)} subjects, got {num_heldout}"
-        )
+        raise ValueError(f"need 0 < held-out subjects < {len(ordered)} subjects, got {num_heldout}")
     rng = np.random.default_rng(seed)
     heldout = set(rng.choice(ordered, size=num_heldout, replace=False).tolist())
     return SubjectSplit(
@@ -101,7 +99,9 @@ def partition_by_dataset(clips: Sequence[ClipRecord]) -> Partition:
     return _group_by(clips, lambda c: c.dataset)
 
 
-def partition_dirichlet(clips: Sequence[ClipRecord], num_devices: int, alpha: float, seed: int) -> Partition:
+def partition_dirichlet(
+    clips: Sequence[ClipRecord], num_devices: int, alpha: float, seed: int
+) -> Partition:
     """Label skew: for each class, its clips are split over devices in
     proportions drawn from Dirichlet(alpha).
 
@@ -140,7 +140,9 @@ def label_skew(partition: Partition, labels: dict[str, str]) -> float:
     for clips in partition.devices:
         if not clips:
             continue
-        counts = np.array([sum(1 for clip in clips if labels[clip] == c) for c in classes], dtype=float)
+        counts = np.array(
+            [sum(1 for clip in clips if labels[clip] == c) for c in classes], dtype=float
+        )
         distance += len(clips) * 0.5 * np.abs(counts / counts.sum() - overall).sum()
         total += len(clips)
     return distance / total if total else 0.0

@@ -61,7 +61,9 @@ def main() -> None:
     print("| strategy | attack | held-out UF1 (final) | UAR | Δ UF1 vs clean FedAvg |")
     print("|---|---|---|---|---|")
     for strategy, poisoned, uf1, uar in table:
-        print(f"| {strategy} | {attack if poisoned else 'none'} | {uf1:.3f} | {uar:.3f} | {uf1 - clean:+.3f} |")
+        print(
+            f"| {strategy} | {attack if poisoned else 'none'} | {uf1:.3f} | {uar:.3f} | {uf1 - clean:+.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ import numpy as np
 from openpyxl import Workbook
 
 
-def write_xlsx(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], title_rows: Sequence[Sequence[object]] = ()) -> Path:
+def write_xlsx(
+    path: Path,
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    title_rows: Sequence[Sequence[object]] = (),
+) -> Path:
     """A real .xlsx: optional title rows, the header, then the rows."""
     workbook = Workbook()
     sheet = workbook.active
@@ -24,7 +29,9 @@ def write_xlsx(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
     return path
 
 
-def write_frames(folder: Path, numbers: Iterable[int], name: str = "img{n}.jpg", size: int = 16) -> Path:
+def write_frames(
+    folder: Path, numbers: Iterable[int], name: str = "img{n}.jpg", size: int = 16
+) -> Path:
     """Tiny numbered frames; readers only list and validate them."""
     folder.mkdir(parents=True, exist_ok=True)
     for n in numbers:
@@ -33,10 +40,27 @@ def write_frames(folder: Path, numbers: Iterable[int], name: str = "img{n}.jpg",
     return folder
 
 
-CASME2_HEADER = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
+CASME2_HEADER = (
+    "Subject",
+    "Filename",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+)
 SAMM_HEADER = (
     "Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame",
     "Duration", "Type", "Action Units", "Notes", "Estimated Emotion",
 )  # fmt: skip
-CASME3_HEADER = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion")
+CASME3_HEADER = (
+    "Subject",
+    "Filename",
+    "Onset",
+    "Apex",
+    "Offset",
+    "AU",
+    "Objective class",
+    "emotion",
+)
 FOURDME_HEADER = ("sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs")

@@ -7,8 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from client.preprocessing.alignment import EYE_DISTANCE, EYE_Y, alignment_matrix, detect_eyes, transform_point
-from client.preprocessing.face_detection import FaceBox, FaceNotFound, detect_largest_face, get_detector
+from client.preprocessing.alignment import (
+    EYE_DISTANCE,
+    EYE_Y,
+    alignment_matrix,
+    detect_eyes,
+    transform_point,
+)
+from client.preprocessing.face_detection import (
+    FaceBox,
+    FaceNotFound,
+    detect_largest_face,
+    get_detector,
+)
 from client.preprocessing.features import PreprocessConfig, compute_sequence_features
 from simulations.synthetic import render_face, sample_identity
 

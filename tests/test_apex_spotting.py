@@ -30,7 +30,10 @@ def test_spotted_apex_within_3_frames_for_80_percent(cohort, tmp_path):
     errors = []
     for prepared in result.ready:
         _, meta = cache.get_entry(prepared.record, PreprocessConfig())
-        assert meta["apex_source"] == "spotted" and meta["apex_spotting"]["method"] == "peak_flow_from_onset"
+        assert (
+            meta["apex_source"] == "spotted"
+            and meta["apex_spotting"]["method"] == "peak_flow_from_onset"
+        )
         errors.append(abs(meta["apex_spotting"]["apex"] - truth[prepared.record.clip_id]))
     hit_rate = np.mean(np.array(errors) <= 3)
     print(f"apex spotting: {hit_rate:.0%} within 3 frames, errors {sorted(errors)}")

@@ -21,9 +21,18 @@ def _write_device_ledger(path, sigma, q, steps, rounds, budget=0.0, key=None):
     for server_round in range(1, rounds + 1):
         history = history_of(ledger.entries()) + [(sigma, q, steps)]
         ledger.append(
-            round=server_round, device_id=path.stem, event="train", mechanism="dp-sgd",
-            sigma=sigma, q=q, steps=steps, delta=1e-5, epsilon=epsilon_rdp(history, 1e-5),
-            budget=budget, accountant="rdp", note="",
+            round=server_round,
+            device_id=path.stem,
+            event="train",
+            mechanism="dp-sgd",
+            sigma=sigma,
+            q=q,
+            steps=steps,
+            delta=1e-5,
+            epsilon=epsilon_rdp(history, 1e-5),
+            budget=budget,
+            accountant="rdp",
+            note="",
         )
     return ledger
 
@@ -60,10 +69,18 @@ def _tamper(path, line_no, **changes):
 @pytest.mark.parametrize(
     "tamper,expected",
     [
-        (lambda p: _tamper(p, 3, epsilon=1.0), "dev.jsonl:3 (seq 2, device dev, round 3): signature invalid"),
-        (lambda p: _tamper(p, 2, sigma=9.0), "dev.jsonl:2 (seq 1, device dev, round 2): signature invalid"),
         (
-            lambda p: p.write_text("".join(l + "\n" for i, l in enumerate(p.read_text().splitlines()) if i != 1)),
+            lambda p: _tamper(p, 3, epsilon=1.0),
+            "dev.jsonl:3 (seq 2, device dev, round 3): signature invalid",
+        ),
+        (
+            lambda p: _tamper(p, 2, sigma=9.0),
+            "dev.jsonl:2 (seq 1, device dev, round 2): signature invalid",
+        ),
+        (
+            lambda p: p.write_text(
+                "".join(l + "\n" for i, l in enumerate(p.read_text().splitlines()) if i != 1)
+            ),
             "dev.jsonl:2 (seq 2, device dev, round 3): seq 2 where 1 was expected",
         ),
     ],

@@ -12,7 +12,15 @@ from client.datasets.manifest import read_manifest
 from client.feature_cache import FeatureCache
 from client.prepare import prepare_clips
 from client.preprocessing.features import PreprocessConfig
-from tests.test_prepare import MOUTH, N_FRAMES, SIZE, expression_frames, record, write_folder, write_video
+from tests.test_prepare import (
+    MOUTH,
+    N_FRAMES,
+    SIZE,
+    expression_frames,
+    record,
+    write_folder,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,9 @@ def bad_clips(tmp_path_factory):
     (garbage / "img3.png").write_bytes(b"not a png at all")  # the onset frame
     holes = write_folder(root / "holes", frames, first=1)
     (holes / "img5.png").unlink()  # between onset 3 and apex 7
-    faceless = write_folder(root / "faceless", [np.full((SIZE, SIZE, 3), 90, np.uint8)] * N_FRAMES, first=1)
+    faceless = write_folder(
+        root / "faceless", [np.full((SIZE, SIZE, 3), 90, np.uint8)] * N_FRAMES, first=1
+    )
 
     return {
         "good": record("t/good", good, 3, 7, 10),
@@ -55,10 +65,18 @@ EXPECTED = {
     "corrupt_video": ("unreadable_frame", "corrupt.avi", "cannot open video"),
     "zero_byte_image": ("unreadable_frame", "img7.png", "image file is empty (0 bytes)"),
     "unreadable_image": ("unreadable_frame", "img3.png", "cannot decode image"),
-    "missing_frames": ("missing_frames", "holes", "1 frame(s) missing between onset 3 and offset 10: 5"),
+    "missing_frames": (
+        "missing_frames",
+        "holes",
+        "1 frame(s) missing between onset 3 and offset 10: 5",
+    ),
     "onset_after_apex": ("bad_annotation", "good", "onset 8 > apex 5"),
     "apex_after_offset": ("bad_annotation", "good", "apex 10 > offset 8"),
-    "apex_outside_clip": ("apex_outside_clip", "good.avi", "apex 40 is outside the clip (the clip holds frames 0-9)"),
+    "apex_outside_clip": (
+        "apex_outside_clip",
+        "good.avi",
+        "apex 40 is outside the clip (the clip holds frames 0-9)",
+    ),
     "no_face": ("no_face", "faceless", "no face found by the haar detector"),
 }
 
@@ -98,7 +116,10 @@ def test_duplicate_clip_id_in_a_manifest(bad_clips, tmp_path):
     assert len(table.clips) == 1
     (dup,) = table.skipped
     assert dup.category == "duplicate"
-    assert dup.reason.startswith("manifest.csv row 3: duplicate clip id") and "(first on row 2)" in dup.reason
+    assert (
+        dup.reason.startswith("manifest.csv row 3: duplicate clip id")
+        and "(first on row 2)" in dup.reason
+    )
 
 
 def test_spotting_needs_every_frame_between_onset_and_offset(bad_clips, tmp_path):

@@ -44,15 +44,30 @@ def _train_message(arrays: ArrayRecord, server_round: int) -> Message:
 
 def test_a_device_with_budget_2_refuses_once_it_would_exceed_it(cohort, tmp_path):
     cfg = RunConfig(
-        num_server_rounds=6, local_epochs=1, batch_size=4, target_epsilon=0.0,
-        noise_multiplier=2.5, cohort_subjects=6, cohort_clips_per_class=3,
-        num_heldout_subjects=1, data_manifest=str(cohort),
+        num_server_rounds=6,
+        local_epochs=1,
+        batch_size=4,
+        target_epsilon=0.0,
+        noise_multiplier=2.5,
+        cohort_subjects=6,
+        cohort_clips_per_class=3,
+        num_heldout_subjects=1,
+        data_manifest=str(cohort),
     )
-    limited = Context(run_id=1, node_id=7, state=RecordDict(), run_config=cfg.to_flower(),
-                      node_config={"partition-id": 0, "state-dir": str(tmp_path / "a"),
-                                   "epsilon-budget": 2.0})
-    unlimited = Context(run_id=1, node_id=8, state=RecordDict(), run_config=cfg.to_flower(),
-                        node_config={"partition-id": 1, "state-dir": str(tmp_path / "b")})
+    limited = Context(
+        run_id=1,
+        node_id=7,
+        state=RecordDict(),
+        run_config=cfg.to_flower(),
+        node_config={"partition-id": 0, "state-dir": str(tmp_path / "a"), "epsilon-budget": 2.0},
+    )
+    unlimited = Context(
+        run_id=1,
+        node_id=8,
+        state=RecordDict(),
+        run_config=cfg.to_flower(),
+        node_config={"partition-id": 1, "state-dir": str(tmp_path / "b")},
+    )
     arrays = ArrayRecord(build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict())
     declined_in, epsilons = [], []
     for server_round in range(1, 5):

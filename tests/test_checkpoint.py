@@ -24,7 +24,9 @@ def _checkpoint(round_: int, fp: str = "") -> Checkpoint:
     torch.manual_seed(round_)
     arrays = arrays_from_record(ArrayRecord(build_model("ststnet", num_classes=3).state_dict()))
     return Checkpoint(
-        round=round_, arrays=arrays, strategy={"name": "trimmed-mean", "trim": 0.2},
+        round=round_,
+        arrays=arrays,
+        strategy={"name": "trimmed-mean", "trim": 0.2},
         client_accountant={"steps": [1, 2][:round_], "z": 1.1},
         ledger_position={"seq": round_ * 4, "last_hash": "ab" * 32},
         results={"rounds": [{"round": r} for r in range(1, round_ + 1)]},
@@ -90,7 +92,9 @@ def test_only_recent_checkpoints_are_kept_and_round_zero_refused(tmp_path):
     for r in range(1, 5):
         store.save(_checkpoint(r))
     assert sorted(p.name for p in store.directory.glob("round-*.json")) == [
-        "round-0003.json", "round-0004.json"]
+        "round-0003.json",
+        "round-0004.json",
+    ]
     assert not (store.directory / "round-0001.npz").exists()
     with pytest.raises(ValueError):
         store.save(_checkpoint(0))

@@ -28,14 +28,28 @@ def _mode(path: Path) -> int:
 
 def test_certs_command_writes_ca_and_server_cert_with_chosen_sans(tmp_path: Path) -> None:
     out = tmp_path / "certs"
-    assert main(["certs", "--out", str(out), "--san", "superlink.example.org,10.0.0.7",
-                 "--san", "127.0.0.1"]) == 0
+    assert (
+        main(
+            [
+                "certs",
+                "--out",
+                str(out),
+                "--san",
+                "superlink.example.org,10.0.0.7",
+                "--san",
+                "127.0.0.1",
+            ]
+        )
+        == 0
+    )
     ca = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
     server = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
     san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["superlink.example.org"]
     assert set(san.get_values_for_type(x509.IPAddress)) == {
-        ipaddress.ip_address("10.0.0.7"), ipaddress.ip_address("127.0.0.1")}
+        ipaddress.ip_address("10.0.0.7"),
+        ipaddress.ip_address("127.0.0.1"),
+    }
     # Signed by the CA; the CA is a CA, the server cert is not.
     server.verify_directly_issued_by(ca)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -102,11 +116,13 @@ def test_keys_command_writes_flower_auth_keys_and_ledger_keys(tmp_path: Path) ->
         # flower-supernode reads the private key with load_ssh_private_key ...
         private = load_auth_private_key(d / "auth_key")
         assert isinstance(private, ec.EllipticCurvePrivateKey) and uses_nist_ec_curve(
-            private.public_key())
+            private.public_key()
+        )
         # ... and `flwr supernode register` loads the public key with its own loader.
         assert try_load_public_key(d / "auth_key.pub")
-        assert isinstance(load_ledger_private_key(d / "device_ed25519.pem"),
-                          ed25519.Ed25519PrivateKey)
+        assert isinstance(
+            load_ledger_private_key(d / "device_ed25519.pem"), ed25519.Ed25519PrivateKey
+        )
 
 
 def test_ledger_key_is_the_one_the_client_app_uses(tmp_path: Path) -> None:
@@ -116,7 +132,9 @@ def test_ledger_key_is_the_one_the_client_app_uses(tmp_path: Path) -> None:
     [keys] = create_device_keys(tmp_path, ["dev-a"])
     assert keys.ledger_private_key.name == KEY_FILE
     loaded = load_or_create_key(keys.ledger_private_key)  # must not replace it
-    assert public_key_b64(loaded) == public_key_b64(load_ledger_private_key(keys.ledger_private_key))
+    assert public_key_b64(loaded) == public_key_b64(
+        load_ledger_private_key(keys.ledger_private_key)
+    )
 
 
 def test_keys_never_overwrite_silently(tmp_path: Path) -> None:

@@ -60,8 +60,10 @@ def _warm(data_dir: Path, role: str):
     from client.local_data import load_local_data
     from common.run_config import RunConfig
 
-    return load_local_data({"data-dir": str(data_dir), "role": role,
-                            "cache-dir": str(data_dir / ".fedmer-cache")}, RunConfig())
+    return load_local_data(
+        {"data-dir": str(data_dir), "role": role, "cache-dir": str(data_dir / ".fedmer-cache")},
+        RunConfig(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,9 @@ def device_data(tmp_path_factory) -> list[Path]:
 
 
 def _make_device_data(d: Path, index: int, role: str) -> None:
-    generate_cohort(d, CohortSpec(num_subjects=1, clips_per_class=CLIPS_PER_CLASS,
-                                  seed=600 + index))
+    generate_cohort(
+        d, CohortSpec(num_subjects=1, clips_per_class=CLIPS_PER_CLASS, seed=600 + index)
+    )
     _warm(d, role)
 
 
@@ -105,12 +108,16 @@ def federation(tmp_path_factory, device_data):
             nodes.append(dep.start_supernode(device))
         stranger = dep.start_supernode(
             dep.add_device("stranger", device_data[0], register=False),
-            max_retries=REJECT_RETRIES, max_wait_time=REJECT_WAIT,
+            max_retries=REJECT_RETRIES,
+            max_wait_time=REJECT_WAIT,
         )
         # Registered, but it offers no TLS (and no key) to the TLS SuperLink.
         plain = dep.start_supernode(
             dep.add_device("plain", device_data[1], register=False),
-            tls=False, auth=False, max_retries=REJECT_RETRIES, max_wait_time=REJECT_WAIT,
+            tls=False,
+            auth=False,
+            max_retries=REJECT_RETRIES,
+            max_wait_time=REJECT_WAIT,
         )
         dep.wait_online(NUM_TRAIN + 1, timeout=180)
         yield Federation(dep, nodes, stranger, plain)
@@ -130,8 +137,14 @@ def _alive(pid: int) -> bool:
 
 
 def _run_config(out: Path, rounds: int = 2, **extra) -> dict:
-    cfg = {"num-server-rounds": rounds, "min-nodes": NUM_TRAIN + 1, "local-epochs": 1,
-           "learning-rate": LEARNING_RATE, "round-timeout": 240.0, "out-dir": str(out)}
+    cfg = {
+        "num-server-rounds": rounds,
+        "min-nodes": NUM_TRAIN + 1,
+        "local-epochs": 1,
+        "learning-rate": LEARNING_RATE,
+        "round-timeout": 240.0,
+        "out-dir": str(out),
+    }
     cfg.update(extra)
     return cfg
 
@@ -197,8 +210,9 @@ def test_unregistered_key_and_plain_tcp_are_rejected(federation):
     assert "[code: 2004] Failed to activate SuperNode" in federation.stranger.log()
     # ... and the plain-TCP client never got an HTTP response from the TLS port.
     assert "Server disconnected without sending a response" in federation.plain.log()
-    assert "could not establish a connection" in federation.plain.log(), \
-        federation.plain.log()[-3000:]
+    assert "could not establish a connection" in federation.plain.log(), federation.plain.log()[
+        -3000:
+    ]
     # Only the 4 registered devices ever came online.
     assert dep.online_nodes() == NUM_TRAIN + 1
     assert all(n.proc.poll() is None for n in federation.nodes)
@@ -222,14 +236,16 @@ def test_killing_a_device_mid_round_does_not_stop_the_run(federation, tmp_path):
     run = dep.start_run(_run_config(out, rounds=2), name="flwr-run-kill")
     # Kill the victim (SIGKILL: a crash, not a shutdown) once it has its
     # round-1 training message.
-    assert _wait_for(lambda: victim.log().count("Receiving: train message") > before, 300), \
+    assert _wait_for(lambda: victim.log().count("Receiving: train message") > before, 300), (
         dep.logs_text()[-6000:]
+    )
     dep.stop(victim, signal.SIGKILL)
     # The SuperLink declares it unavailable after 2 missed heartbeats, which
     # ends round 1 for it; then it comes back with the same key (the same
     # registered node) and is trained again in round 2.
-    assert _wait_for(lambda: dep.online_nodes() == NUM_TRAIN, 120, step=2.0), \
-        dep.logs_text()[-6000:]
+    assert _wait_for(lambda: dep.online_nodes() == NUM_TRAIN, 120, step=2.0), dep.logs_text()[
+        -6000:
+    ]
     federation.nodes[0] = dep.start_supernode(device)
     code = run.wait_exit(600)
     assert code == 0, dep.logs_text()[-8000:]
@@ -247,14 +263,18 @@ def test_killing_the_server_after_round_1_resumes_at_round_2(federation, tmp_pat
     out = tmp_path / "run"
     cfg = _run_config(out, rounds=3)
     run = dep.start_run(cfg, name="flwr-run-resume")
-    assert _wait_for(lambda: (out / "checkpoints" / "latest.json").exists(), 300), \
-        dep.logs_text()[-6000:]
+    assert _wait_for(lambda: (out / "checkpoints" / "latest.json").exists(), 300), dep.logs_text()[
+        -6000:
+    ]
     # Kill the SuperLink (and the ServerApp it runs) hard, then the CLI stream.
     superlink_tree = [dep.superlink.pid, *descendants(dep.superlink.pid)]
     dep.stop(dep.superlink, signal.SIGKILL)
     dep.stop(run)
-    assert not any(Path(f"/proc/{p}/cmdline").exists() and b"flwr-serverapp" in
-                   Path(f"/proc/{p}/cmdline").read_bytes() for p in superlink_tree)
+    assert not any(
+        Path(f"/proc/{p}/cmdline").exists()
+        and b"flwr-serverapp" in Path(f"/proc/{p}/cmdline").read_bytes()
+        for p in superlink_tree
+    )
     first = json.loads((out / "checkpoints" / "latest.json").read_text())["round"]
     # Restart on the same port and re-register the devices. A SuperNode whose
     # connection died with the SuperLink is restarted with the same key and

@@ -25,7 +25,9 @@ def smooth_texture(size: int = 128, sigma: float = 2.0, seed: int = 0) -> np.nda
 
 def shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(img, m, img.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        img, m, img.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 @pytest.mark.parametrize("method", ["dis", "farneback"])
@@ -115,9 +117,13 @@ def test_strain_of_linear_stretch_is_abs_a(a):
 
 def test_strain_of_vertical_stretch_and_shear():
     xs, ys = grid()
-    np.testing.assert_allclose(optical_strain(np.stack([np.zeros_like(ys), 0.1 * ys], -1)), 0.1, rtol=1e-5)
+    np.testing.assert_allclose(
+        optical_strain(np.stack([np.zeros_like(ys), 0.1 * ys], -1)), 0.1, rtol=1e-5
+    )
     # Simple shear u = c*y: only the off-diagonal term, |eps| = sqrt(1/2) * |c|.
-    np.testing.assert_allclose(optical_strain(np.stack([0.3 * ys, np.zeros_like(ys)], -1)), np.sqrt(0.5) * 0.3, rtol=1e-5)
+    np.testing.assert_allclose(
+        optical_strain(np.stack([0.3 * ys, np.zeros_like(ys)], -1)), np.sqrt(0.5) * 0.3, rtol=1e-5
+    )
     # Combined: u_x = 0.1, v_y = -0.2, u_y + v_x = 0.3.
     flow = np.stack([0.1 * xs + 0.1 * ys, 0.2 * xs - 0.2 * ys], -1)
     np.testing.assert_allclose(optical_strain(flow), np.sqrt(0.01 + 0.04 + 0.5 * 0.09), rtol=1e-5)

@@ -50,7 +50,9 @@ def write_folder(folder: Path, numbers, pattern: str = "img{}.png") -> Path:
 
 
 def record_for(source: Path, onset: int, apex: int | None, offset: int) -> ClipRecord:
-    return ClipRecord("test", "test/S01", "test/clip", source, onset, apex, offset, "surprise", 25.0)
+    return ClipRecord(
+        "test", "test/S01", "test/clip", source, onset, apex, offset, "surprise", 25.0
+    )
 
 
 # ---------------------------------------------------------------- videos
@@ -106,7 +108,9 @@ def test_truncated_video_names_file_and_frames(tmp_path):
 
 def test_frame_past_end_of_intact_video(tmp_path):
     video = write_video(tmp_path / "short.avi", 10)
-    with pytest.raises(TruncatedVideo, match=r"short\.avi: video ended at frame 10, frame 25 requested") as info:
+    with pytest.raises(
+        TruncatedVideo, match=r"short\.avi: video ended at frame 10, frame 25 requested"
+    ) as info:
         read_frames(video, [2, 25])
     assert "the video has 10 frames (0-9): annotation past its end?" in str(info.value)
 
@@ -196,7 +200,9 @@ def test_corrupt_image_names_the_file(tmp_path):
 def test_two_files_with_the_same_frame_number(tmp_path):
     folder = write_folder(tmp_path / "dup", [1, 2])
     assert cv2.imwrite(str(folder / "img01.png"), numbered_frame(1))
-    with pytest.raises(UnreadableFrame, match="two files claim frame number 1: img01.png and img1.png"):
+    with pytest.raises(
+        UnreadableFrame, match="two files claim frame number 1: img01.png and img1.png"
+    ):
         read_frames(folder, [2])
 
 
@@ -221,9 +227,16 @@ def test_grayscale_frames_come_back_as_bgr(tmp_path):
 
 
 def test_clip_error_message_context_and_pickling(tmp_path):
-    error = ClipError("video ended at frame 17, apex 25 requested", clip_id="casme2/EP01", path=tmp_path / "a.avi")
-    assert str(error) == f"clip 'casme2/EP01' {tmp_path / 'a.avi'}: video ended at frame 17, apex 25 requested"
+    error = ClipError(
+        "video ended at frame 17, apex 25 requested", clip_id="casme2/EP01", path=tmp_path / "a.avi"
+    )
+    assert (
+        str(error)
+        == f"clip 'casme2/EP01' {tmp_path / 'a.avi'}: video ended at frame 17, apex 25 requested"
+    )
     clone = pickle.loads(pickle.dumps(TruncatedVideo("x", None, "b.avi")))
     assert type(clone) is TruncatedVideo and clone.path == Path("b.avi") and clone.clip_id is None
     filled = clone.with_context(clip_id="s/1", path="ignored.avi")
-    assert type(filled) is TruncatedVideo and filled.clip_id == "s/1" and filled.path == Path("b.avi")
+    assert (
+        type(filled) is TruncatedVideo and filled.clip_id == "s/1" and filled.path == Path("b.avi")
+    )

@@ -20,9 +20,18 @@ from common.privacy.ledger import (
 def _append_round(ledger, server_round, sigma=1.2, q=0.1, steps=50, delta=1e-5):
     history = history_of(ledger.entries()) + [(sigma, q, steps)]
     return ledger.append(
-        round=server_round, device_id="dev-a", event="train", mechanism="dp-sgd",
-        sigma=sigma, q=q, steps=steps, delta=delta, epsilon=epsilon_rdp(history, delta),
-        budget=0.0, accountant="rdp", note="",
+        round=server_round,
+        device_id="dev-a",
+        event="train",
+        mechanism="dp-sgd",
+        sigma=sigma,
+        q=q,
+        steps=steps,
+        delta=delta,
+        epsilon=epsilon_rdp(history, delta),
+        budget=0.0,
+        accountant="rdp",
+        note="",
     )
 
 

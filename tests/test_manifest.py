@@ -15,7 +15,9 @@ from client.datasets.manifest import ManifestError, read_manifest
 HEADER = ["subject", "clip", "onset", "apex", "offset", "label"]
 
 
-def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER, encoding: str = "utf-8") -> Path:
+def write_csv(
+    path: Path, rows: list[list[str]], header: list[str] = HEADER, encoding: str = "utf-8"
+) -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -41,19 +43,38 @@ def test_reads_clips_with_relative_and_absolute_paths(tmp_path):
     assert first.subject == f"{dataset}/S01"
     assert first.clip_id == f"{dataset}/videos/a.avi"
     assert first.source == tmp_path / "videos" / "a.avi"
-    assert (first.onset, first.apex, first.offset, first.label, first.fps) == (3, 10, 20, "happiness", None)
+    assert (first.onset, first.apex, first.offset, first.label, first.fps) == (
+        3,
+        10,
+        20,
+        "happiness",
+        None,
+    )
     assert second.source == absolute and second.apex is None
 
 
 def test_optional_columns_bom_case_and_spaces(tmp_path):
-    header = ["\ufeffSubject ", " CLIP", "Onset", "Apex", "Offset", "Label", "Dataset", "FPS", "action_units", "clip_id"]
+    header = [
+        "\ufeffSubject ",
+        " CLIP",
+        "Onset",
+        "Apex",
+        "Offset",
+        "Label",
+        "Dataset",
+        "FPS",
+        "action_units",
+        "clip_id",
+    ]
     rows = [
         ["01", "sub01/EP02_01f", "46", "59", "86", " happiness ", "casme2", "200", "AU12", ""],
         ["01", "sub01/long.mp4", "10", "12", "15", "surprise", "casme2", "", "", "long-event-1"],
         ["01", "sub01/long.mp4", "30", "32", "35", "surprise", "casme2", "", "", "long-event-2"],
         ["01", "s1", "1", "2", "3", "disgust", "", "100.0", "", ""],
     ]
-    table = read_manifest(write_csv(tmp_path / "m.csv", rows, header, encoding="utf-8"), dataset="mine")
+    table = read_manifest(
+        write_csv(tmp_path / "m.csv", rows, header, encoding="utf-8"), dataset="mine"
+    )
     assert table.skipped == []
     a, b, c, d = table.clips
     assert (a.dataset, a.subject, a.clip_id, a.fps, a.action_units, a.label) == (
@@ -66,7 +87,11 @@ def test_optional_columns_bom_case_and_spaces(tmp_path):
 
 
 def test_missing_columns_is_a_manifest_error_naming_file_and_columns(tmp_path):
-    manifest = write_csv(tmp_path / "bad.csv", [["S1", "a.avi", "1", "2"]], header=["subject", "clip", "onset", "lbl"])
+    manifest = write_csv(
+        tmp_path / "bad.csv",
+        [["S1", "a.avi", "1", "2"]],
+        header=["subject", "clip", "onset", "lbl"],
+    )
     with pytest.raises(ManifestError) as info:
         read_manifest(manifest)
     message = str(info.value)
@@ -100,10 +125,16 @@ def test_bad_rows_are_skipped_with_row_numbers_and_the_rest_read(tmp_path):
     table = read_manifest(write_csv(tmp_path / "manifest.csv", rows))
     assert [c.clip_id.split("/")[-1] for c in table.clips] == ["a.avi", "f.avi", "i.avi"]
     reasons = {s.clip_id: s.reason for s in table.skipped}
-    assert reasons["manifest.csv row 3"] == "manifest.csv row 3: onset 'one' is not a non-negative integer frame number"
+    assert (
+        reasons["manifest.csv row 3"]
+        == "manifest.csv row 3: onset 'one' is not a non-negative integer frame number"
+    )
     assert reasons["manifest.csv row 4"] == "manifest.csv row 4: empty label"
     assert reasons["manifest.csv row 5"] == "manifest.csv row 5: onset 40 > apex 30"
-    assert "row 6: duplicate clip id" in reasons[f"{tmp_path.name}/a.avi"] and "row 2" in reasons[f"{tmp_path.name}/a.avi"]
+    assert (
+        "row 6: duplicate clip id" in reasons[f"{tmp_path.name}/a.avi"]
+        and "row 2" in reasons[f"{tmp_path.name}/a.avi"]
+    )
     assert "row 7: onset '1.5'" in reasons["manifest.csv row 7"]
     assert reasons["manifest.csv row 9"].endswith("empty subject")
     assert "onset '-1'" in reasons["manifest.csv row 10"]
@@ -114,7 +145,11 @@ def test_bad_rows_are_skipped_with_row_numbers_and_the_rest_read(tmp_path):
 
 def test_bad_fps(tmp_path):
     header = HEADER + ["fps"]
-    rows = [["S1", "a", "1", "2", "3", "x", "fast"], ["S1", "b", "1", "2", "3", "x", "-5"], ["S1", "c", "1", "2", "3", "x", "nan"]]
+    rows = [
+        ["S1", "a", "1", "2", "3", "x", "fast"],
+        ["S1", "b", "1", "2", "3", "x", "-5"],
+        ["S1", "c", "1", "2", "3", "x", "nan"],
+    ]
     table = read_manifest(write_csv(tmp_path / "m.csv", rows, header))
     assert table.clips == []
     assert [s.reason for s in table.skipped] == [
@@ -126,7 +161,11 @@ def test_bad_fps(tmp_path):
 
 # ---------------------------------------------------------------- properties
 
-_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", min_size=1, max_size=12)
+_name = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-",
+    min_size=1,
+    max_size=12,
+)
 
 
 @st.composite
@@ -146,7 +185,9 @@ def valid_rows(draw):
     }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(valid_rows(), max_size=15, unique_by=lambda r: r["clip"]))
 def test_round_trip_of_valid_rows(tmp_path_factory, rows):
     folder = tmp_path_factory.mktemp("rt")
@@ -165,19 +206,42 @@ def test_round_trip_of_valid_rows(tmp_path_factory, rows):
         assert record.subject == f"{dataset}/{row['subject']}"
         assert record.clip_id == f"{dataset}/{row['clip']}"
         assert record.source == folder / row["clip"]
-        assert (record.onset, record.apex, record.offset) == (row["onset"], row["apex"], row["offset"])
+        assert (record.onset, record.apex, record.offset) == (
+            row["onset"],
+            row["apex"],
+            row["offset"],
+        )
         assert record.label == row["label"]
         assert record.fps == row["fps"]
 
 
 _junk = st.one_of(
     st.text(max_size=12),
-    st.sampled_from(["", " ", "12", "-3", "1e9", "nan", "inf", "12.0", "0x1F", "1,2", '"', "\n", "\x00", "99999999999999"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "12",
+            "-3",
+            "1e9",
+            "nan",
+            "inf",
+            "12.0",
+            "0x1F",
+            "1,2",
+            '"',
+            "\n",
+            "\x00",
+            "99999999999999",
+        ]
+    ),
     st.integers(-5, 50).map(str),
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(st.lists(_junk, min_size=0, max_size=9), max_size=12))
 def test_junk_cells_never_raise_and_every_bad_row_is_recorded(tmp_path_factory, rows):
     folder = tmp_path_factory.mktemp("junk")
@@ -194,7 +258,10 @@ def test_junk_cells_never_raise_and_every_bad_row_is_recorded(tmp_path_factory, 
 
 
 def test_windows_separators_and_absolute_clip_ids(tmp_path):
-    rows = [["S1", "sub01\\EP01", "1", "2", "3", "x"], ["S1", str(tmp_path / "v.avi"), "1", "2", "3", "x"]]
+    rows = [
+        ["S1", "sub01\\EP01", "1", "2", "3", "x"],
+        ["S1", str(tmp_path / "v.avi"), "1", "2", "3", "x"],
+    ]
     table = read_manifest(write_csv(tmp_path / "m.csv", rows), dataset="d")
     a, b = table.clips
     assert a.source == tmp_path / "sub01" / "EP01" and a.clip_id == "d/sub01/EP01"

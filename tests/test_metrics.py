@@ -4,7 +4,6 @@ import pytest
 from common.metrics import accuracy, confusion_matrix, summarize, uar, uf1
 from server.held_out_evaluation import held_out_metrics
 
-
 CM = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
 
 
@@ -34,8 +33,12 @@ def test_absent_class_is_left_out_not_counted_as_zero():
 def test_held_out_devices_are_pooled_before_scoring():
     from flwr.app import MetricRecord
 
-    a = MetricRecord({f"cm-{i}-{j}": int(CM[i, j]) if i < 2 else 0 for i in range(3) for j in range(3)})
-    b = MetricRecord({f"cm-{i}-{j}": int(CM[i, j]) if i == 2 else 0 for i in range(3) for j in range(3)})
+    a = MetricRecord(
+        {f"cm-{i}-{j}": int(CM[i, j]) if i < 2 else 0 for i in range(3) for j in range(3)}
+    )
+    b = MetricRecord(
+        {f"cm-{i}-{j}": int(CM[i, j]) if i == 2 else 0 for i in range(3) for j in range(3)}
+    )
     pooled = held_out_metrics([a, b], 3)
     assert pooled["confusion"] == CM.tolist()
     assert pooled["uf1"] == pytest.approx(summarize(CM)["uf1"])

@@ -66,9 +66,15 @@ def test_one_dp_sgd_step_on_cpu(name: str) -> None:
     features = rng.normal(size=(4, *TINY_SHAPES[name])).astype(np.float32)
     labels = np.array([0, 1, 2, 0])
     result = train_with_dp(
-        model, features, labels, epochs=1, batch_size=4, learning_rate=0.1,
+        model,
+        features,
+        labels,
+        epochs=1,
+        batch_size=4,
+        learning_rate=0.1,
         dp=DPSettings(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5),
-        history=[], seed=0,
+        history=[],
+        seed=0,
     )
     assert result.steps == 1
     assert result.epsilon > 0

@@ -21,10 +21,14 @@ LABELS = ("negative", "positive", "surprise")
 def clips(n_per_class: int = 40) -> list[ClipRecord]:
     out = []
     for dataset in ("casme2", "samm"):
-        for c, label in enumerate(LABELS):
+        for _c, label in enumerate(LABELS):
             for k in range(n_per_class):
                 subject = f"{dataset}/s{k % 5}"
-                out.append(ClipRecord(dataset, subject, f"{dataset}/{label}{k}", Path("x"), 0, 1, 2, label, None))
+                out.append(
+                    ClipRecord(
+                        dataset, subject, f"{dataset}/{label}{k}", Path("x"), 0, 1, 2, label, None
+                    )
+                )
     return out
 
 
@@ -55,7 +59,10 @@ def test_skew_increases_as_alpha_decreases():
     records = clips()
     labels = {r.clip_id: r.label for r in records}
     skew = {
-        alpha: sum(label_skew(partition_dirichlet(records, 6, alpha, seed), labels) for seed in range(5)) / 5
+        alpha: sum(
+            label_skew(partition_dirichlet(records, 6, alpha, seed), labels) for seed in range(5)
+        )
+        / 5
         for alpha in (100.0, 1.0, 0.05)
     }
     assert skew[100.0] < skew[1.0] < skew[0.05]

@@ -12,11 +12,13 @@ def global_arrays():
 
 
 def test_model_arrays_and_scalars_pass(global_arrays):
-    reply = RecordDict({
-        "arrays": ArrayRecord(build_model("ststnet").state_dict()),
-        "metrics": MetricRecord({"num-examples": 10, "epsilon": 1.5}),
-        "info": ConfigRecord({"device-id": "dev-1"}),
-    })
+    reply = RecordDict(
+        {
+            "arrays": ArrayRecord(build_model("ststnet").state_dict()),
+            "metrics": MetricRecord({"num-examples": 10, "epsilon": 1.5}),
+            "info": ConfigRecord({"device-id": "dev-1"}),
+        }
+    )
     check_outgoing(reply, global_arrays)
 
 
@@ -27,10 +29,12 @@ def test_raw_frames_are_refused(global_arrays):
 
 
 def test_flow_tensor_in_an_extra_record_is_refused(global_arrays):
-    reply = RecordDict({
-        "arrays": global_arrays,
-        "features": ArrayRecord({"flow": torch.zeros((3, 28, 28))}),
-    })
+    reply = RecordDict(
+        {
+            "arrays": global_arrays,
+            "features": ArrayRecord({"flow": torch.zeros((3, 28, 28))}),
+        }
+    )
     with pytest.raises(PayloadViolation, match="'features' is not allowed"):
         check_outgoing(reply, global_arrays)
 
@@ -44,14 +48,18 @@ def test_wrong_shape_is_refused(global_arrays):
 
 def test_lists_in_metrics_and_long_strings_are_refused(global_arrays):
     with pytest.raises(PayloadViolation, match="only scalar numbers"):
-        check_outgoing(RecordDict({"metrics": MetricRecord({"per-clip": [0.1, 0.2]})}), global_arrays)
+        check_outgoing(
+            RecordDict({"metrics": MetricRecord({"per-clip": [0.1, 0.2]})}), global_arrays
+        )
     with pytest.raises(PayloadViolation, match="limit is 256"):
         check_outgoing(RecordDict({"info": ConfigRecord({"note": "x" * 1000})}), global_arrays)
 
 
 def test_arrays_without_a_global_model_are_refused():
     with pytest.raises(PayloadViolation, match="only be sent in reply"):
-        check_outgoing(RecordDict({"arrays": ArrayRecord(build_model("ststnet").state_dict())}), None)
+        check_outgoing(
+            RecordDict({"arrays": ArrayRecord(build_model("ststnet").state_dict())}), None
+        )
 
 
 def test_a_signed_ledger_entry_may_leave_but_not_a_lookalike(global_arrays, tmp_path):
@@ -60,15 +68,27 @@ def test_a_signed_ledger_entry_may_leave_but_not_a_lookalike(global_arrays, tmp_
     from common.privacy.ledger import FileLines, Ledger, encode_entry
 
     entry = Ledger(FileLines(tmp_path / "l.jsonl"), Ed25519PrivateKey.generate()).append(
-        round=1, device_id="dev-1", event="train", mechanism="dp-sgd", sigma=1.0, q=0.1,
-        steps=10, delta=1e-5, epsilon=1.2, budget=0.0, accountant="rdp", note="",
+        round=1,
+        device_id="dev-1",
+        event="train",
+        mechanism="dp-sgd",
+        sigma=1.0,
+        q=0.1,
+        steps=10,
+        delta=1e-5,
+        epsilon=1.2,
+        budget=0.0,
+        accountant="rdp",
+        note="",
     )
     line = encode_entry(entry)
     assert len(line) > 256  # longer than any other string may be
     check_outgoing(RecordDict({"info": ConfigRecord({"ledger-entry": line})}), global_arrays)
     smuggled = line.replace('"note":""', '"note":"","frames":[1,2,3]')
     with pytest.raises(PayloadViolation, match="not a ledger entry"):
-        check_outgoing(RecordDict({"info": ConfigRecord({"ledger-entry": smuggled})}), global_arrays)
+        check_outgoing(
+            RecordDict({"info": ConfigRecord({"ledger-entry": smuggled})}), global_arrays
+        )
 
 
 def test_the_secagg_fit_reply_is_checked_against_the_received_model():
@@ -79,18 +99,22 @@ def test_the_secagg_fit_reply_is_checked_against_the_received_model():
     from common.payload_guard import check_reply
 
     model = [t.numpy() for t in build_model("ststnet").state_dict().values()]
-    request = RecordDict({"fitins.parameters": parameters_to_arrayrecord(ndarrays_to_parameters(model), True)})
+    request = RecordDict(
+        {"fitins.parameters": parameters_to_arrayrecord(ndarrays_to_parameters(model), True)}
+    )
     keys = list(request.array_records["fitins.parameters"].keys())
 
     def reply(arrays):
         from flwr.app import Array
 
-        return RecordDict({
-            "fitres.parameters": ArrayRecord({k: Array(a) for k, a in zip(keys, arrays)}),
-            "fitres.num_examples": MetricRecord({"num_examples": 1}),
-            "fitres.metrics": ConfigRecord({"epsilon": 1.0, "device-id": "dev-1"}),
-            "fitres.status": ConfigRecord({"code": 0, "message": "ok"}),
-        })
+        return RecordDict(
+            {
+                "fitres.parameters": ArrayRecord({k: Array(a) for k, a in zip(keys, arrays)}),
+                "fitres.num_examples": MetricRecord({"num_examples": 1}),
+                "fitres.metrics": ConfigRecord({"epsilon": 1.0, "device-id": "dev-1"}),
+                "fitres.status": ConfigRecord({"code": 0, "message": "ok"}),
+            }
+        )
 
     check_reply(reply([np.zeros_like(a) for a in model]), request)
     flow = [np.zeros((3, 28, 28), np.float32)] + [np.zeros_like(a) for a in model[1:]]
@@ -105,8 +129,9 @@ def test_a_refused_reply_never_leaves_the_device_through_the_mod(global_arrays):
     from client.payload_guard_mod import payload_guard_mod
 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    request = Message(RecordDict({"arrays": global_arrays}), dst_node_id=3,
-                      message_type=MessageType.TRAIN)
+    request = Message(
+        RecordDict({"arrays": global_arrays}), dst_node_id=3, message_type=MessageType.TRAIN
+    )
     frames = torch.zeros((60, 160, 160, 3), dtype=torch.uint8)
 
     def leaky_handler(msg, context):

@@ -37,7 +37,9 @@ def expression_frames(region: tuple[int, int], seed: int = 0, size: int = SIZE) 
 
 
 def write_video(path: Path, frames: list[np.ndarray]) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 25.0, frames[0].shape[1::-1])
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"FFV1"), 25.0, frames[0].shape[1::-1]
+    )
     assert writer.isOpened()
     for frame in frames:
         writer.write(frame)
@@ -52,8 +54,12 @@ def write_folder(folder: Path, frames: list[np.ndarray], first: int = 1) -> Path
     return folder
 
 
-def record(clip_id: str, source: Path, onset=ONSET, apex=APEX, offset=OFFSET, label="happiness") -> ClipRecord:
-    return ClipRecord("synthetic", "synthetic/S01", clip_id, source, onset, apex, offset, label, 25.0)
+def record(
+    clip_id: str, source: Path, onset=ONSET, apex=APEX, offset=OFFSET, label="happiness"
+) -> ClipRecord:
+    return ClipRecord(
+        "synthetic", "synthetic/S01", clip_id, source, onset, apex, offset, label, 25.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,9 @@ def clips(tmp_path_factory):
     truncated.write_bytes(data[: len(data) // 3])
     good = [
         record("synthetic/mouth", mouth_video),
-        record("synthetic/brows", brows_folder, ONSET + 101, APEX + 101, OFFSET + 101, label="surprise"),
+        record(
+            "synthetic/brows", brows_folder, ONSET + 101, APEX + 101, OFFSET + 101, label="surprise"
+        ),
     ]
     bad = {
         "missing": record("synthetic/missing", root / "missing.avi"),
@@ -78,7 +86,9 @@ def clips(tmp_path_factory):
         "no_face": record("synthetic/no_face", gray),
         "truncated": record("synthetic/truncated", truncated, onset=0, apex=35, offset=39),
         "past_end": record("synthetic/past_end", mouth_video, onset=2, apex=25, offset=30),
-        "gap": record("synthetic/gap", brows_folder, ONSET, APEX, OFFSET),  # 2..9 absent: folder starts at 101
+        "gap": record(
+            "synthetic/gap", brows_folder, ONSET, APEX, OFFSET
+        ),  # 2..9 absent: folder starts at 101
     }
     return good, bad
 
@@ -90,7 +100,11 @@ def test_good_clips_ready_bad_ones_skipped_with_reasons(clips, tmp_path):
     result = prepare_clips(records, PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=2)
 
     # The clip without an apex label gets its apex spotted instead of being skipped.
-    assert [p.record.clip_id for p in result.ready] == ["synthetic/mouth", "synthetic/no_apex", "synthetic/brows"]
+    assert [p.record.clip_id for p in result.ready] == [
+        "synthetic/mouth",
+        "synthetic/no_apex",
+        "synthetic/brows",
+    ]
     assert (result.cache_hits, result.computed) == (0, 3)
     for prepared in result.ready:
         assert prepared.features.shape == (3, 28, 28) and prepared.features.dtype == np.float32
@@ -110,8 +124,13 @@ def test_good_clips_ready_bad_ones_skipped_with_reasons(clips, tmp_path):
     assert "missing.avi: file or folder not found" in reasons["synthetic/missing"]
     assert reasons["synthetic/order"].endswith("onset 8 > apex 3")
     assert "gray.avi" in reasons["synthetic/no_face"] and "no face" in reasons["synthetic/no_face"]
-    assert "cut.avi" in reasons["synthetic/truncated"] and "apex 35 requested" in reasons["synthetic/truncated"]
-    assert "apex 25 is outside the clip (the clip holds frames 0-9)" in reasons["synthetic/past_end"]
+    assert (
+        "cut.avi" in reasons["synthetic/truncated"]
+        and "apex 35 requested" in reasons["synthetic/truncated"]
+    )
+    assert (
+        "apex 25 is outside the clip (the clip holds frames 0-9)" in reasons["synthetic/past_end"]
+    )
     assert "apex 6 is outside the clip (the clip holds frames 101-110)" in reasons["synthetic/gap"]
     assert categories == {
         "synthetic/missing": "missing_file",
@@ -133,14 +152,18 @@ def test_second_run_loads_from_cache_without_computing(clips, tmp_path):
     first = prepare_clips(good + [bad["no_face"]], PreprocessConfig(), cache, workers=1)
     assert (first.cache_hits, first.computed, len(first.skipped)) == (0, 2, 1)
 
-    second = prepare_clips(good + [bad["no_face"]], PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=2)
+    second = prepare_clips(
+        good + [bad["no_face"]], PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=2
+    )
     assert (second.cache_hits, second.computed) == (2, 0)
     for a, b in zip(first.ready, second.ready):
         np.testing.assert_array_equal(a.features, b.features)
     # Failed clips are not cached: they are retried (and fail again) each run.
     assert [s.clip_id for s in second.skipped] == ["synthetic/no_face"]
 
-    loaded = load_prepared(good + [bad["no_apex"]], PreprocessConfig(), FeatureCache(tmp_path / "cache"))
+    loaded = load_prepared(
+        good + [bad["no_apex"]], PreprocessConfig(), FeatureCache(tmp_path / "cache")
+    )
     assert [p.record.clip_id for p in loaded.ready] == ["synthetic/mouth", "synthetic/brows"]
     assert loaded.cache_hits == 2 and loaded.computed == 0
     assert "not prepared with config" in loaded.skipped[0].reason
@@ -207,7 +230,10 @@ def test_changed_config_or_content_misses_the_cache(clips, tmp_path):
     prepare_clips(good[:1], PreprocessConfig(), cache, workers=1)
     other = prepare_clips(good[:1], PreprocessConfig(flow_method="farneback"), cache, workers=1)
     assert (other.cache_hits, other.computed) == (0, 1)
-    assert cache.get_entry(good[0], PreprocessConfig(flow_method="farneback"))[1]["flow"]["method"] == "farneback"
+    assert (
+        cache.get_entry(good[0], PreprocessConfig(flow_method="farneback"))[1]["flow"]["method"]
+        == "farneback"
+    )
 
     # Same path, new content (re-encoded with other frames): a different key.
     video = tmp_path / "edited.avi"
@@ -240,7 +266,9 @@ def test_content_hash_is_cached_by_size_and_mtime(clips, tmp_path):
 def test_workers_and_in_process_give_identical_features(clips, tmp_path):
     good, _ = clips
     serial = prepare_clips(good, PreprocessConfig(), FeatureCache(tmp_path / "a"), workers=1)
-    parallel = prepare_clips(good, PreprocessConfig(), FeatureCache(tmp_path / "b"), workers=2, progress=True)
+    parallel = prepare_clips(
+        good, PreprocessConfig(), FeatureCache(tmp_path / "b"), workers=2, progress=True
+    )
     assert parallel.computed == 2
     for a, b in zip(serial.ready, parallel.ready):
         np.testing.assert_array_equal(a.features, b.features)
@@ -279,7 +307,9 @@ def test_a_crashing_worker_only_costs_its_own_clip(clips):
     good, bad = clips
     records = [good[0], good[1], bad["no_face"]]
     outcomes = {}
-    _run_pool(records, PreprocessConfig(), [0, 1, 2], 2, outcomes.__setitem__, worker=crash_on_mouth)
+    _run_pool(
+        records, PreprocessConfig(), [0, 1, 2], 2, outcomes.__setitem__, worker=crash_on_mouth
+    )
     assert outcomes[0][0] == "skip" and outcomes[0][1][1] == "worker_crash"
     assert "synthetic/mouth" in outcomes[0][1][0] and "crashed" in outcomes[0][1][0]
     assert outcomes[1][0] == "ok" and outcomes[1][1][0].shape == (3, 28, 28)
@@ -321,4 +351,9 @@ def test_flow_sequences_are_computed_and_cached(clips, tmp_path):
     for a, b in zip(first.ready, again.ready):
         assert a.sequence.shape == (8, 2, 28, 28)
         np.testing.assert_array_equal(a.sequence, b.sequence)
-    assert prepare_clips(good, PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=1).ready[0].sequence is None
+    assert (
+        prepare_clips(good, PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=1)
+        .ready[0]
+        .sequence
+        is None
+    )

@@ -37,7 +37,16 @@ def test_prepare_writes_manifest_report_and_cache(prepared, capsys):
     assert code == 0
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     assert len(rows) == 4 * 3 * 2
-    assert list(rows[0])[:8] == ["subject", "clip", "onset", "apex", "offset", "label", "dataset", "fps"]
+    assert list(rows[0])[:8] == [
+        "subject",
+        "clip",
+        "onset",
+        "apex",
+        "offset",
+        "label",
+        "dataset",
+        "fps",
+    ]
     assert {r["label"] for r in rows} == {"negative", "positive", "surprise"}  # composite labels
     assert {r["dataset"] for r in rows} == {"casme2"}
     report = json.loads((out / "prepare.json").read_text())
@@ -65,7 +74,9 @@ def test_manifest_round_trip_keeps_subjects_namespaced(prepared):
     table = read_manifest(out / "manifest.csv")
     assert table.skipped == [] and len(table.clips) == 24
     assert {c.subject for c in table.clips} == {f"casme2/sub{i:02d}" for i in range(1, 5)}
-    assert all(c.clip_id.startswith("casme2/sub") and c.clip_id.count("/") == 2 for c in table.clips)
+    assert all(
+        c.clip_id.startswith("casme2/sub") and c.clip_id.count("/") == 2 for c in table.clips
+    )
 
 
 def test_rerun_resumes_from_the_cache(prepared, casme2_root, capsys):
@@ -75,7 +86,10 @@ def test_rerun_resumes_from_the_cache(prepared, casme2_root, capsys):
     for entry in entries[:5]:
         entry.unlink()
     capsys.readouterr()
-    assert main(["prepare", str(casme2_root), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
+    assert (
+        main(["prepare", str(casme2_root), "--out", str(out), "--workers", "2", "--no-progress"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "24 clip(s) ready (19 from cache, 5 computed), 0 skipped" in printed
 

@@ -47,7 +47,16 @@ def draw_face(size: int = 160, seed: int = 0, texture: float = 4.0) -> np.ndarra
     img = np.full((size, size, 3), 90, np.float32)
     cv2.ellipse(img, (c, c), (int(48 * s), int(62 * s)), 0, 0, 360, (150, 175, 210), -1)
     for dx in (-20, 20):
-        cv2.ellipse(img, (c + int(dx * s), c - int(14 * s)), (int(10 * s), int(5 * s)), 0, 0, 360, (40, 40, 40), -1)
+        cv2.ellipse(
+            img,
+            (c + int(dx * s), c - int(14 * s)),
+            (int(10 * s), int(5 * s)),
+            0,
+            0,
+            360,
+            (40, 40, 40),
+            -1,
+        )
         cv2.line(img, (c + int((dx - 12) * s), c - int(28 * s)), (c + int((dx + 12) * s), c - int(28 * s)),
                  (50, 50, 60), max(1, int(3 * s)))  # fmt: skip
     cv2.line(img, (c, c - int(8 * s)), (c, c + int(12 * s)), (120, 140, 170), max(1, int(3 * s)))
@@ -59,7 +68,9 @@ def draw_face(size: int = 160, seed: int = 0, texture: float = 4.0) -> np.ndarra
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def warp_local(img: np.ndarray, cx: float, cy: float, sigma: float, dx: float, dy: float) -> np.ndarray:
+def warp_local(
+    img: np.ndarray, cx: float, cy: float, sigma: float, dx: float, dy: float
+) -> np.ndarray:
     """Move the content near (cx, cy) by (dx, dy) px with a Gaussian fall-off."""
     h, w = img.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -70,7 +81,9 @@ def warp_local(img: np.ndarray, cx: float, cy: float, sigma: float, dx: float, d
 
 def shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(img, m, img.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        img, m, img.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def add_noise(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -83,11 +96,15 @@ MOUTH = (80, 110)
 BROWS = (80, 52)
 
 
-def expression_pair(region: tuple[int, int], amplitude: float = 2.0, size: int = 160, seed: int = 0):
+def expression_pair(
+    region: tuple[int, int], amplitude: float = 2.0, size: int = 160, seed: int = 0
+):
     """Onset and apex frames of a clip whose only motion is an upward push at `region`."""
     face = draw_face(size, seed)
     scale = size / 160
-    apex = warp_local(face, region[0] * scale, region[1] * scale, 10 * scale, 0.0, -amplitude * scale)
+    apex = warp_local(
+        face, region[0] * scale, region[1] * scale, 10 * scale, 0.0, -amplitude * scale
+    )
     return add_noise(face, 1.0, seed + 1), add_noise(apex, 1.0, seed + 2)
 
 
@@ -184,7 +201,9 @@ def test_features_shape_dtype_finite_and_bounded():
     assert features.shape == (3, 28, 28)
     assert features.dtype == np.float32
     assert np.isfinite(features).all()
-    assert np.abs(features[:2]).max() <= 1.0 and 0.0 <= features[2].min() and features[2].max() <= 1.0
+    assert (
+        np.abs(features[:2]).max() <= 1.0 and 0.0 <= features[2].min() and features[2].max() <= 1.0
+    )
     # Normalised per clip: the strongest motion reaches the top of the range.
     assert np.hypot(features[0], features[1]).max() > 0.9
 
@@ -252,7 +271,9 @@ def test_sensor_noise_is_small_against_a_micro_expression():
 
 def test_skip_detection_uses_frames_as_face_crops():
     onset, apex = expression_pair(MOUTH)
-    result = compute_clip_features(onset[16:144, 16:144], apex[16:144, 16:144], PreprocessConfig(skip_detection=True))
+    result = compute_clip_features(
+        onset[16:144, 16:144], apex[16:144, 16:144], PreprocessConfig(skip_detection=True)
+    )
     assert result.metadata["face_box"] is None
     assert result.features.shape == (3, 28, 28)
     top, bottom = energy_halves(result.features)
@@ -267,7 +288,12 @@ def test_no_face_raises_clip_error():
 
 def test_flow_features_on_gray_crops_with_farneback():
     onset, apex = expression_pair(MOUTH)
-    to_gray = lambda im: cv2.cvtColor(cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)  # noqa: E731
+
+    def to_gray(im):
+        return cv2.cvtColor(
+            cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
+        )  # noqa: E731
+
     result = flow_features(to_gray(onset), to_gray(apex), PreprocessConfig(flow_method="farneback"))
     top, bottom = energy_halves(result.features)
     assert bottom > 3 * top
@@ -365,10 +391,14 @@ def test_pipeline_on_cohort_generator_faces_when_available():
 def test_yunet_needs_a_model_file_and_never_downloads(tmp_path):
     with pytest.raises(ValueError, match="needs the path of a YuNet .onnx model"):
         get_detector("yunet")
-    with pytest.raises(FileNotFoundError, match=r"YuNet model .*missing.onnx not found.*never downloads"):
+    with pytest.raises(
+        FileNotFoundError, match=r"YuNet model .*missing.onnx not found.*never downloads"
+    ):
         get_detector("yunet", model_path=tmp_path / "missing.onnx")
     with pytest.raises(FileNotFoundError, match="YuNet model"):
-        PreprocessConfig(detector="yunet", detector_model=str(tmp_path / "missing.onnx")).make_detector()
+        PreprocessConfig(
+            detector="yunet", detector_model=str(tmp_path / "missing.onnx")
+        ).make_detector()
 
 
 def test_magnification_amplifies_motion_and_keeps_the_onset():

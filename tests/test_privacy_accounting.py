@@ -31,8 +31,15 @@ def test_epsilon_is_cumulative_over_rounds_and_matches_a_fresh_accountant():
     history, reported = [], []
     for server_round in range(3):
         result = train_with_dp(
-            model, x, y, epochs=1, batch_size=4, learning_rate=0.1,
-            dp=DPSettings(1.3, 1.0, 1e-5), history=history, seed=server_round,
+            model,
+            x,
+            y,
+            epochs=1,
+            batch_size=4,
+            learning_rate=0.1,
+            dp=DPSettings(1.3, 1.0, 1e-5),
+            history=history,
+            seed=server_round,
         )
         history = result.history
         reported.append(result.epsilon)

@@ -87,8 +87,10 @@ def test_pooled_uf1_uar_match_hand_computation() -> None:
     assert m["weighted_f1"] == pytest.approx((3 * 4 / 6 + 2 * 4 / 5 + 2 * 2 / 3) / 7)
     assert weighted_f1(np.zeros((3, 3))) == 0.0
     # The mean of per-fold UF1s would differ: pooling matters.
-    per_fold = (pooled_metrics(fold1_true, fold1_pred, 3)["uf1"]
-                + pooled_metrics(fold2_true, fold2_pred, 3)["uf1"]) / 2
+    per_fold = (
+        pooled_metrics(fold1_true, fold1_pred, 3)["uf1"]
+        + pooled_metrics(fold2_true, fold2_pred, 3)["uf1"]
+    ) / 2
     assert per_fold != pytest.approx(m["uf1"])
 
 
@@ -113,14 +115,14 @@ def _toy_data(num_subjects: int = 4, per_class: int = 3) -> ProtocolData:
                 xs.append(x)
                 ys.append(label)
                 subjects.append(f"toy/s{s}")
-    return ProtocolData(np.stack(xs), np.array(ys), np.array(subjects),
-                        np.array(["toy"] * len(ys)))
+    return ProtocolData(np.stack(xs), np.array(ys), np.array(subjects), np.array(["toy"] * len(ys)))
 
 
 def test_make_folds_requires_a_dataset_for_single_dataset_loso() -> None:
     data = _toy_data()
-    mixed = ProtocolData(data.features, data.labels, data.subjects,
-                         np.array(["x"] * 18 + ["y"] * 18))
+    mixed = ProtocolData(
+        data.features, data.labels, data.subjects, np.array(["x"] * 18 + ["y"] * 18)
+    )
     with pytest.raises(ValueError, match="choose one of x, y"):
         make_folds(mixed, ProtocolSpec("loso", "centralized"))
     only_x, folds = make_folds(mixed, ProtocolSpec("loso", "centralized", dataset="x"))
@@ -131,14 +133,27 @@ def test_make_folds_requires_a_dataset_for_single_dataset_loso() -> None:
 def test_every_mode_runs_loso_and_reports_one_format(mode: str) -> None:
     # One round keeps the federated modes fast; centralized gets 2 epochs to learn.
     rounds = 2 if mode == "centralized" else 1
-    spec = ProtocolSpec("loso", mode, rounds=rounds, local_epochs=1, batch_size=4,
-                        learning_rate=0.1, target_epsilon=8.0)
+    spec = ProtocolSpec(
+        "loso",
+        mode,
+        rounds=rounds,
+        local_epochs=1,
+        batch_size=4,
+        learning_rate=0.1,
+        target_epsilon=8.0,
+    )
     result = run_protocol(_toy_data(), spec)
     assert result["num_folds"] == 4
     assert sum(f["num_test"] for f in result["folds"]) == 36
     assert result["pooled"]["num_clips"] == 36
-    assert set(result["pooled"]) == {"uf1", "uar", "accuracy", "weighted_f1", "confusion",
-                                     "num_clips"}
+    assert set(result["pooled"]) == {
+        "uf1",
+        "uar",
+        "accuracy",
+        "weighted_f1",
+        "confusion",
+        "num_clips",
+    }
     assert np.sum(result["pooled"]["confusion"]) == 36
     if mode == "federated-dp":
         assert result["epsilon"] == 8.0
@@ -198,8 +213,17 @@ def test_sequence_model_runs_loso_on_prepared_flow_sequences(
     assert (sequences.subjects == data.subjects).all()
     assert load_protocol_data(manifest, cache_dir, model="msr3d") is sequences  # one shape
 
-    spec = ProtocolSpec("loso", mode, model="c3d_light", folds=3, rounds=1, local_epochs=1,
-                        batch_size=4, learning_rate=0.1, target_epsilon=8.0)
+    spec = ProtocolSpec(
+        "loso",
+        mode,
+        model="c3d_light",
+        folds=3,
+        rounds=1,
+        local_epochs=1,
+        batch_size=4,
+        learning_rate=0.1,
+        target_epsilon=8.0,
+    )
     _, folds = make_folds(sequences, spec)
     for fold in folds:
         assert set(sequences.subjects[fold.train_idx]).isdisjoint(fold.test_subjects)
@@ -208,8 +232,14 @@ def test_sequence_model_runs_loso_on_prepared_flow_sequences(
     assert result["model"] == "c3d_light" and result["num_folds"] == 3
     assert [f["test_subjects"] for f in result["folds"]] == [list(f.test_subjects) for f in folds]
     assert all(f["num_train"] == 12 and f["num_test"] == 6 for f in result["folds"])
-    assert set(result["pooled"]) == {"uf1", "uar", "accuracy", "weighted_f1", "confusion",
-                                     "num_clips"}
+    assert set(result["pooled"]) == {
+        "uf1",
+        "uar",
+        "accuracy",
+        "weighted_f1",
+        "confusion",
+        "num_clips",
+    }
     assert result["pooled"]["num_clips"] == 18 and np.sum(result["pooled"]["confusion"]) == 18
     if mode == "federated-dp":
         assert 0 < result["epsilon_spent"] <= 8.0 * 1.01

@@ -33,11 +33,15 @@ def table_of(table):
             for c in table.clips]  # fmt: skip
 
 
-def casme2_tree(root: Path, frames_dir: str = "CASME2_RAW_selected", name: str = "img{n}.jpg") -> Path:
+def casme2_tree(
+    root: Path, frames_dir: str = "CASME2_RAW_selected", name: str = "img{n}.jpg"
+) -> Path:
     write_frames(root / frames_dir / "sub01" / "EP02_01f", range(46, 60), name)
     write_frames(root / frames_dir / "sub01" / "EP03_02", range(120, 140), name)
     write_frames(root / frames_dir / "sub17" / "EP01_13", range(5, 15), name)
-    write_frames(root / frames_dir / "sub02" / "EP09_01", [*range(10, 14), *range(16, 20)], name)  # gap: 14, 15
+    write_frames(
+        root / frames_dir / "sub02" / "EP09_01", [*range(10, 14), *range(16, 20)], name
+    )  # gap: 14, 15
     rows = [
         (1, "EP02_01f", 46, 51, 59, "12", "happiness"),  # unpadded subject, as in the release
         ("01", "EP03_02", 120, 131, 139, "4+7", "disgust"),
@@ -55,8 +59,28 @@ def test_casme2_raw_reads_the_official_sheet_and_folders(tmp_path):
     sheet = casme2_tree(tmp_path)
     table = Casme2Reader().read(tmp_path)
     assert table_of(table) == [
-        ("casme2", "casme2/sub01", "casme2/sub01/EP02_01f", "EP02_01f", 46, 51, 59, "happiness", "12"),
-        ("casme2", "casme2/sub01", "casme2/sub01/EP03_02", "EP03_02", 120, 131, 139, "disgust", "4+7"),
+        (
+            "casme2",
+            "casme2/sub01",
+            "casme2/sub01/EP02_01f",
+            "EP02_01f",
+            46,
+            51,
+            59,
+            "happiness",
+            "12",
+        ),
+        (
+            "casme2",
+            "casme2/sub01",
+            "casme2/sub01/EP03_02",
+            "EP03_02",
+            120,
+            131,
+            139,
+            "disgust",
+            "4+7",
+        ),
         ("casme2", "casme2/sub17", "casme2/sub17/EP01_13", "EP01_13", 5, 9, 14, "others", "14"),
     ]
     assert all(c.fps == 200.0 for c in table.clips)
@@ -65,17 +89,30 @@ def test_casme2_raw_reads_the_official_sheet_and_folders(tmp_path):
     assert all(r.startswith(f"{sheet.name} row ") for r in reasons)
     assert "row 5: duplicate clip id 'casme2/sub01/EP02_01f' (first on row 2)" in reasons[0]
     assert "row 6:" in reasons[1] and "sub03/EP01_01: file or folder not found" in reasons[1]
-    assert "row 7:" in reasons[2] and "2 frame(s) missing between onset 10 and offset 19: 14, 15" in reasons[2]
+    assert (
+        "row 7:" in reasons[2]
+        and "2 frame(s) missing between onset 10 and offset 19: 14, 15" in reasons[2]
+    )
     assert "row 8: apex 'x' is not a non-negative integer frame number" in reasons[3]
     assert "row 9: " in reasons[4] and "apex 150 > offset 139" in reasons[4]
-    assert [s.category for s in table.skipped] == ["duplicate", "missing_file", "missing_frames", "bad_row", "bad_annotation"]
+    assert [s.category for s in table.skipped] == [
+        "duplicate",
+        "missing_file",
+        "missing_frames",
+        "bad_row",
+        "bad_annotation",
+    ]
 
 
 def test_casme2_cropped_uses_reg_img_frames_and_skips_detection(tmp_path):
     casme2_tree(tmp_path, "Cropped", "reg_img{n}.jpg")
     assert detect_kind(tmp_path) == "casme2-cropped"
     table = Casme2CroppedReader().read(tmp_path)
-    assert [c.clip_id for c in table.clips] == ["casme2/sub01/EP02_01f", "casme2/sub01/EP03_02", "casme2/sub17/EP01_13"]
+    assert [c.clip_id for c in table.clips] == [
+        "casme2/sub01/EP02_01f",
+        "casme2/sub01/EP03_02",
+        "casme2/sub17/EP01_13",
+    ]
     assert Casme2CroppedReader.pre_cropped and not Casme2Reader.pre_cropped
     assert table.clips[0].subject == "casme2/sub01"  # same people as the raw release
 
@@ -101,10 +138,14 @@ def test_samm_finds_the_header_below_title_rows(tmp_path):
 
 def test_smic_hs_labels_from_folders_without_apex(tmp_path):
     hs = tmp_path / "HS"
-    write_frames(hs / "s1" / "micro" / "positive" / "s1_po_01", range(2000, 2012), "image{n:06d}.bmp")
+    write_frames(
+        hs / "s1" / "micro" / "positive" / "s1_po_01", range(2000, 2012), "image{n:06d}.bmp"
+    )
     write_frames(hs / "s1" / "micro" / "negative" / "s1_ne_02", range(300, 320), "image{n:06d}.bmp")
     write_frames(hs / "s12" / "micro" / "surprise" / "s12_sur_01", range(1, 9), "image{n:06d}.bmp")
-    write_frames(hs / "s12" / "micro" / "surprise" / "s12_sur_02", [1, 2, 5, 6], "image{n:06d}.bmp")  # gap
+    write_frames(
+        hs / "s12" / "micro" / "surprise" / "s12_sur_02", [1, 2, 5, 6], "image{n:06d}.bmp"
+    )  # gap
     (hs / "s12" / "micro" / "negative" / "s12_ne_09").mkdir(parents=True)  # empty folder
     assert detect_kind(tmp_path) == "smic"
     table = SmicReader().read(tmp_path)
@@ -138,7 +179,10 @@ def test_casme3_part_a_several_events_per_recording(tmp_path):
 def test_mmew_frames_grouped_by_emotion(tmp_path):
     write_frames(tmp_path / "Micro_Expression" / "happiness" / "S01_h_1", range(1, 30), "{n}.jpg")
     write_frames(tmp_path / "Micro_Expression" / "surprise" / "S02_s_4", range(1, 25), "{n}.jpg")
-    rows = [("S01", "S01_h_1", 3, 12, 28, "AU12", "happiness"), ("S02", "S02_s_4", 2, 9, 24, "AU1+AU2", "surprise")]
+    rows = [
+        ("S01", "S01_h_1", 3, 12, 28, "AU12", "happiness"),
+        ("S02", "S02_s_4", 2, 9, 24, "AU1+AU2", "surprise"),
+    ]
     write_xlsx(tmp_path / "MMEW_Micro_Exp.xlsx", CASME2_HEADER, rows)
     assert detect_kind(tmp_path) == "mmew"
     table = MmewReader().read(tmp_path)
@@ -150,12 +194,20 @@ def test_mmew_frames_grouped_by_emotion(tmp_path):
 
 def test_4dme_sheet(tmp_path):
     write_frames(tmp_path / "S01" / "S01_04_01", range(0, 40), "{n}.jpg")
-    rows = [("S01", "S01_04_01", "Positive", 3, 10, 30, "AU12"), ("S01", "S01_04_01", "Surprise", 31, 33, 45, "AU1")]
+    rows = [
+        ("S01", "S01_04_01", "Positive", 3, 10, 30, "AU12"),
+        ("S01", "S01_04_01", "Surprise", 31, 33, 45, "AU1"),
+    ]
     sheet = write_xlsx(tmp_path / "4DME_Labelling_Micro_release v1.xlsx", FOURDME_HEADER, rows)
     assert detect_kind(tmp_path) == "4dme"
     table = FourDmeReader().read(tmp_path)
-    assert table_of(table) == [("4dme", "4dme/S01", "4dme/S01/S01_04_01/3", "S01_04_01", 3, 10, 30, "Positive", "AU12")]
-    assert table.skipped[0].reason.startswith(f"{sheet.name} row 3:") and "apex 33" not in table.skipped[0].reason
+    assert table_of(table) == [
+        ("4dme", "4dme/S01", "4dme/S01/S01_04_01/3", "S01_04_01", 3, 10, 30, "Positive", "AU12")
+    ]
+    assert (
+        table.skipped[0].reason.startswith(f"{sheet.name} row 3:")
+        and "apex 33" not in table.skipped[0].reason
+    )
     assert "no frame for offset 45 (the clip holds frames 0-39)" in table.skipped[0].reason
 
 
@@ -172,7 +224,9 @@ def test_missing_columns_name_the_file_and_the_columns(tmp_path):
 def test_wrong_format_spreadsheet_is_an_error_naming_the_file(tmp_path):
     fake = tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx"
     fake.write_text("Subject,Filename\n6,006_1_2\n")  # a CSV renamed to .xlsx
-    with pytest.raises(SpreadsheetError, match=r"SAMM_Micro_FACS_Codes_v2.xlsx: cannot read as an .xlsx workbook"):
+    with pytest.raises(
+        SpreadsheetError, match=r"SAMM_Micro_FACS_Codes_v2.xlsx: cannot read as an .xlsx workbook"
+    ):
         SammReader().read(tmp_path)
     empty = write_xlsx(tmp_path / "sub" / "t.xlsx", ("nothing", "here"), [])
     with pytest.raises(SpreadsheetError, match="no header row with a 'Filename' column"):
@@ -193,8 +247,12 @@ def test_written_manifest_reads_back_to_the_same_records(tmp_path):
     _, table = read_dataset(tmp_path / "ds", "auto")
     back = read_manifest(write_manifest(tmp_path / "out" / "manifest.csv", table.clips))
     assert back.skipped == []
-    assert [(c.subject, c.clip_id, c.dataset, c.source, c.onset, c.apex, c.offset, c.label, c.fps) for c in back.clips] == [
-        (c.subject, c.clip_id, c.dataset, c.source, c.onset, c.apex, c.offset, c.label, c.fps) for c in table.clips
+    assert [
+        (c.subject, c.clip_id, c.dataset, c.source, c.onset, c.apex, c.offset, c.label, c.fps)
+        for c in back.clips
+    ] == [
+        (c.subject, c.clip_id, c.dataset, c.source, c.onset, c.apex, c.offset, c.label, c.fps)
+        for c in table.clips
     ]
 
 
@@ -205,11 +263,15 @@ _cells = st.one_of(
     st.integers(min_value=0, max_value=10**6),
     # A leading "=" makes openpyxl store a formula, which has no value until
     # Excel computes it; official sheets hold values.
-    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12).filter(lambda t: not t.startswith("=")),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12).filter(
+        lambda t: not t.startswith("=")
+    ),
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     titles=st.lists(st.lists(st.text(alphabet="abc XYZ", max_size=8), max_size=3), max_size=4),
     rows=st.lists(st.tuples(_cells, _cells, _cells), max_size=8),
@@ -220,7 +282,9 @@ def test_sheet_rows_round_trip(tmp_path, titles, rows, header_case):
     with integers as their digits and text stripped."""
     titles = [[t for t in row if "filename" not in t.lower()] for row in titles]
     path = write_xlsx(tmp_path / "t.xlsx", ("Subject", header_case, "Onset"), rows, titles)
-    got = read_sheet(path, {"subject": ("Subject",), "filename": ("Filename",), "onset": ("Onset",)})
+    got = read_sheet(
+        path, {"subject": ("Subject",), "filename": ("Filename",), "onset": ("Onset",)}
+    )
 
     def text(value):
         return "" if value is None else str(value).strip()

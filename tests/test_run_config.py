@@ -1,7 +1,7 @@
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from common.run_config import RunConfig
 
@@ -14,8 +14,13 @@ def test_pyproject_declares_exactly_the_run_config_defaults():
 
 
 def test_pyproject_points_at_the_apps():
-    components = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["components"]
-    assert components == {"serverapp": "server.server_app:app", "clientapp": "client.client_app:app"}
+    components = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
+        "components"
+    ]
+    assert components == {
+        "serverapp": "server.server_app:app",
+        "clientapp": "client.client_app:app",
+    }
 
 
 def test_from_flower_round_trips_and_coerces():

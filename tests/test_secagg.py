@@ -33,12 +33,25 @@ def secagg_run(tmp_path_factory):
     manifest = ensure_cohort(CohortSpec(num_subjects=SUBJECTS, clips_per_class=3, seed=0))
     out = tmp_path_factory.mktemp("secagg-run")
     cfg = RunConfig(
-        num_server_rounds=1, local_epochs=1, batch_size=4, learning_rate=0.5,
-        target_epsilon=0.0, noise_multiplier=0.0, max_grad_norm=1.0,
-        client_noise_multiplier=0.0, client_clipping_norm=CLIP_NORM,
-        secagg=True, secagg_num_shares=5, secagg_reconstruction_threshold=3,
-        num_heldout_subjects=HELDOUT, cohort_subjects=SUBJECTS, cohort_clips_per_class=3,
-        data_manifest=str(manifest), out_dir=str(out), min_nodes=SUBJECTS, round_timeout=300.0,
+        num_server_rounds=1,
+        local_epochs=1,
+        batch_size=4,
+        learning_rate=0.5,
+        target_epsilon=0.0,
+        noise_multiplier=0.0,
+        max_grad_norm=1.0,
+        client_noise_multiplier=0.0,
+        client_clipping_norm=CLIP_NORM,
+        secagg=True,
+        secagg_num_shares=5,
+        secagg_reconstruction_threshold=3,
+        num_heldout_subjects=HELDOUT,
+        cohort_subjects=SUBJECTS,
+        cohort_clips_per_class=3,
+        data_manifest=str(manifest),
+        out_dir=str(out),
+        min_nodes=SUBJECTS,
+        round_timeout=300.0,
     )
     devices = [load_local_data({"partition-id": p}, cfg) for p in range(SUBJECTS)]
     train = [d for d in devices if d.role == TRAIN]
@@ -56,7 +69,9 @@ def test_round_completes_without_the_dropped_device(secagg_run):
     _, out, train, dropped = secagg_run
     results = json.loads((out / "results.json").read_text())
     round_1 = results["rounds"][0]
-    assert sorted(round_1["trained"]) == sorted(d.device_id for d in train if d.device_id != dropped)
+    assert sorted(round_1["trained"]) == sorted(
+        d.device_id for d in train if d.device_id != dropped
+    )
     assert list(round_1["failed"]) == [dropped]
     kept = sorted(p.stem for p in (out / "ledger" / "devices").glob("*.jsonl"))
     assert dropped not in kept and len(kept) == 4
@@ -72,9 +87,14 @@ def test_secure_aggregate_equals_plain_mean_of_surviving_clipped_updates(secagg_
         model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
         model.load_state_dict(initial)
         train_with_dp(
-            model, data.features, data.labels, epochs=cfg.local_epochs,
-            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-            dp=DPSettings(0.0, cfg.max_grad_norm, cfg.delta), history=[],
+            model,
+            data.features,
+            data.labels,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            dp=DPSettings(0.0, cfg.max_grad_norm, cfg.delta),
+            history=[],
             seed=device_seed(cfg.seed, 1, data.device_id),
         )
         new = [t.detach().numpy() for t in model.state_dict().values()]

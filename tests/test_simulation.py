@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,10 +28,28 @@ def simulated_run(tmp_path_factory):
     env = dict(os.environ, FEDMER_CACHE=str(root / "cache"), FLWR_DISABLE_UPDATE_CHECK="1")
     out = root / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "fedmer.cli", "simulate", "--subjects", "4", "--heldout", "1",
-         "--clips-per-class", "3", "--rounds", str(ROUNDS), "--batch-size", "4",
-         "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "fedmer.cli",
+            "simulate",
+            "--subjects",
+            "4",
+            "--heldout",
+            "1",
+            "--clips-per-class",
+            "3",
+            "--rounds",
+            str(ROUNDS),
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout, json.loads((out / "results.json").read_text())

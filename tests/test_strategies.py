@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 import time
 
+import numpy as np
+import pytest
 from flwr.app import ArrayRecord, Message, Metadata, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, MultiKrum
 
@@ -14,12 +14,19 @@ from server.strategies import STRATEGIES, StrategySettings, build_strategy, cano
 
 @pytest.mark.parametrize(
     "name, cls",
-    [("fedavg", FedAvg), ("fedprox", FedProx), ("trimmed-mean", FedTrimmedAvg),
-     ("median", FedMedian), ("krum", Krum), ("multikrum", MultiKrum)],
+    [
+        ("fedavg", FedAvg),
+        ("fedprox", FedProx),
+        ("trimmed-mean", FedTrimmedAvg),
+        ("median", FedMedian),
+        ("krum", Krum),
+        ("multikrum", MultiKrum),
+    ],
 )
 def test_factory_builds_flower_strategies(name, cls):
-    strategy = build_strategy(StrategySettings(name=name, min_train_nodes=3,
-                                               min_available_nodes=4), num_train_nodes=5)
+    strategy = build_strategy(
+        StrategySettings(name=name, min_train_nodes=3, min_available_nodes=4), num_train_nodes=5
+    )
     assert type(strategy) is cls
     assert strategy.min_train_nodes == 3 and strategy.min_available_nodes == 4
 
@@ -41,17 +48,30 @@ def test_invalid_settings_are_clear_errors():
 
 def _reply(values: np.ndarray, node_id: int, n: int = 10) -> Message:
     """A train reply as the SuperLink hands it to the ServerApp."""
-    content = RecordDict({"arrays": ArrayRecord([values.astype(np.float32)]),
-                          "metrics": MetricRecord({"num-examples": n})})
-    metadata = Metadata(run_id=1, message_id=f"m{node_id}", src_node_id=node_id, dst_node_id=0,
-                        reply_to_message_id=f"i{node_id}", group_id="1", created_at=time.time(),
-                        ttl=60.0, message_type="train")
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord([values.astype(np.float32)]),
+            "metrics": MetricRecord({"num-examples": n}),
+        }
+    )
+    metadata = Metadata(
+        run_id=1,
+        message_id=f"m{node_id}",
+        src_node_id=node_id,
+        dst_node_id=0,
+        reply_to_message_id=f"i{node_id}",
+        group_id="1",
+        created_at=time.time(),
+        ttl=60.0,
+        message_type="train",
+    )
     return Message(content=content, metadata=metadata)
 
 
 def _aggregate(name: str, updates: list[np.ndarray]) -> np.ndarray:
-    strategy = build_strategy(StrategySettings(name=name, num_malicious=1, trim=0.2),
-                              num_train_nodes=len(updates))
+    strategy = build_strategy(
+        StrategySettings(name=name, num_malicious=1, trim=0.2), num_train_nodes=len(updates)
+    )
     replies = [_reply(u, node_id=i + 1) for i, u in enumerate(updates)]
     arrays, _ = strategy.aggregate_train(1, replies)
     return arrays.to_numpy_ndarrays()[0]

@@ -36,8 +36,15 @@ def test_one_dp_sgd_round_changes_the_weights_and_accounts_for_it():
     model = build_model("ststnet")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = train_with_dp(
-        model, x, y, epochs=1, batch_size=4, learning_rate=0.1,
-        dp=DPSettings(1.0, 1.0, 1e-5), history=[], seed=0,
+        model,
+        x,
+        y,
+        epochs=1,
+        batch_size=4,
+        learning_rate=0.1,
+        dp=DPSettings(1.0, 1.0, 1e-5),
+        history=[],
+        seed=0,
     )
     assert result.steps == 4 and result.sample_rate == 0.25
     assert result.history == [(1.0, 0.25, 4)]

@@ -51,7 +51,11 @@ DOMINANCE = {
 
 
 def _sha_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _read_manifest(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -107,7 +111,10 @@ def test_same_seed_gives_byte_identical_files_regardless_of_workers(cohort, tmp_
     again = generate_cohort(tmp_path / "b", SPEC, workers=2)
     first, second = _sha_tree(cohort), _sha_tree(again.parent)
     assert set(first) == set(second)
-    assert len([k for k in first if k.endswith(".avi")]) == SPEC.num_subjects * 3 * SPEC.clips_per_class
+    assert (
+        len([k for k in first if k.endswith(".avi")])
+        == SPEC.num_subjects * 3 * SPEC.clips_per_class
+    )
     assert first == second
 
 
@@ -143,8 +150,15 @@ def test_changed_spec_replaces_previous_cohort(tmp_path):
 
 
 def test_import_has_no_side_effects(tmp_path):
-    code = "import simulations.synthetic, simulations.synthetic.cohort, simulations.synthetic.casme2"
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    code = (
+        "import simulations.synthetic, simulations.synthetic.cohort, simulations.synthetic.casme2"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        check=True,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -153,7 +167,11 @@ def test_import_has_no_side_effects(tmp_path):
 
 def test_manifest_columns_and_values(cohort):
     columns, rows = _read_manifest(cohort / "manifest.csv")
-    assert columns == list(MANIFEST_COLUMNS) == ["subject", "clip", "onset", "apex", "offset", "label", "dataset", "fps"]
+    assert (
+        columns
+        == list(MANIFEST_COLUMNS)
+        == ["subject", "clip", "onset", "apex", "offset", "label", "dataset", "fps"]
+    )
     assert len(rows) == SPEC.num_subjects * len(CLASSES) * SPEC.clips_per_class
     assert {r["subject"] for r in rows} == {"S01", "S02", "S03"}
     for label in CLASSES:
@@ -173,7 +191,7 @@ def test_manifest_columns_and_values(cohort):
 
 
 def test_video_is_lossless(cohort, rendered):
-    for (subject, label, k), (_, clip) in rendered.items():
+    for (subject, _label, _k), (_, clip) in rendered.items():
         if subject != "S01":
             continue
         frames = read_video(cohort / "videos" / subject / f"{clip.name}.avi")
@@ -208,10 +226,22 @@ def test_casme2_layout(tmp_path):
     assert write_casme2_layout(tmp_path / "casme2", spec).read_bytes() == sheet.read_bytes()
     ws = load_workbook(sheet).active
     rows = list(ws.iter_rows(values_only=True))
-    assert list(rows[0]) == ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
+    assert list(rows[0]) == [
+        "Subject",
+        "Filename",
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        "Action Units",
+        "Estimated Emotion",
+    ]
     body = rows[1:]
     assert len(body) == 6
-    emotions = {"positive": {"happiness"}, "negative": {"disgust", "repression"}, "surprise": {"surprise"}}
+    emotions = {
+        "positive": {"happiness"},
+        "negative": {"disgust", "repression"},
+        "surprise": {"surprise"},
+    }
     aus = {v: k for k, v in ACTION_UNITS.items()}
     for subject, filename, onset, apex, offset, au, emotion in body:
         folder = tmp_path / "casme" / "CASME2_RAW_selected" / f"sub{subject:02d}" / filename
@@ -229,7 +259,10 @@ def test_haar_face_detection_on_onset_frames(cohort):
     detector = cv2.CascadeClassifier(FACE_CASCADE)
     assert not detector.empty()
     _, rows = _read_manifest(cohort / "manifest.csv")
-    boxes = {s: FaceRenderer(subject_identity(SPEC, s), SPEC.canvas, SPEC.face_width).layout.face_box for s in range(SPEC.num_subjects)}
+    boxes = {
+        s: FaceRenderer(subject_identity(SPEC, s), SPEC.canvas, SPEC.face_width).layout.face_box
+        for s in range(SPEC.num_subjects)
+    }
     hits = 0
     for r in rows:
         cap = cv2.VideoCapture(str(cohort / r["clip"]))
@@ -248,7 +281,9 @@ def test_eye_cascade_finds_true_eye_centres():
     detector = cv2.CascadeClassifier(EYE_CASCADE)
     found = total = 0
     for seed in range(12):
-        img, geom = render_face(sample_identity(np.random.default_rng(seed)), noise_rng=np.random.default_rng(seed))
+        img, geom = render_face(
+            sample_identity(np.random.default_rng(seed)), noise_rng=np.random.default_rng(seed)
+        )
         eyes = detector.detectMultiScale(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), 1.1, 3)
         for cx, cy in (geom.left_eye, geom.right_eye):
             total += 1
@@ -266,7 +301,9 @@ def test_render_face_geometry_follows_rotation(angle):
     # Counter-clockwise rotation on screen raises the right eye (y is down).
     assert math.degrees(math.atan2(-(ry - ly), rx - lx)) == pytest.approx(angle, abs=1e-6)
     _, upright = render_face(identity)
-    assert math.dist(geom.left_eye, geom.right_eye) == pytest.approx(math.dist(upright.left_eye, upright.right_eye))
+    assert math.dist(geom.left_eye, geom.right_eye) == pytest.approx(
+        math.dist(upright.left_eye, upright.right_eye)
+    )
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(float)
     for cx, cy in (geom.left_eye, geom.right_eye):  # the pupil is dark
         assert gray[int(round(cy)), int(round(cx))] < 0.5 * gray.mean()
@@ -292,8 +329,14 @@ def test_clip_timing_and_amplitude(rendered):
         assert 50 <= p.num_frames <= 70 and len(clip.frames) == p.num_frames
         assert 15 <= p.offset - p.onset <= 40
         prof = p.profile()
-        assert prof[p.onset] == 0 and prof[p.apex] == pytest.approx(1) and prof[p.offset] == pytest.approx(0)
-        assert np.all(np.diff(prof[p.onset : p.apex + 1]) > 0) and np.all(np.diff(prof[p.apex : p.offset + 1]) < 0)
+        assert (
+            prof[p.onset] == 0
+            and prof[p.apex] == pytest.approx(1)
+            and prof[p.offset] == pytest.approx(0)
+        )
+        assert np.all(np.diff(prof[p.onset : p.apex + 1]) > 0) and np.all(
+            np.diff(prof[p.apex : p.offset + 1]) < 0
+        )
         assert np.all(prof[: p.onset] == 0) and np.all(prof[p.offset :] == 0)
         field = apex_displacement(renderer, p)
         assert 1.5 <= np.linalg.norm(field, axis=2).max() <= 3.0 + 1e-4
@@ -350,8 +393,14 @@ def test_apex_differs_from_onset_inside_the_au_region(cohort, rendered):
         closure = p.eyelid_closure()
         if closure[p.onset] > 0 or closure[p.apex] > 0:
             continue
-        frames = read_video(cohort / "videos" / clip.subject / f"{clip.name}.avi").astype(np.float32).mean(axis=3)
-        per_class[clip.label].append(_region_means(np.abs(frames[p.apex] - frames[p.onset]), renderer.layout))
+        frames = (
+            read_video(cohort / "videos" / clip.subject / f"{clip.name}.avi")
+            .astype(np.float32)
+            .mean(axis=3)
+        )
+        per_class[clip.label].append(
+            _region_means(np.abs(frames[p.apex] - frames[p.onset]), renderer.layout)
+        )
     for label, items in per_class.items():
         assert len(items) >= 3
         avg = {r: float(np.mean([m[r] for m in items])) for r in REGIONS}
@@ -367,7 +416,9 @@ def test_optical_flow_recovers_the_movement(rendered):
         p = clip.plan
         onset, apex = (cv2.cvtColor(clip.frames[i], cv2.COLOR_BGR2GRAY) for i in (p.onset, p.apex))
         flow = cv2.calcOpticalFlowFarneback(onset, apex, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-        flow -= np.subtract(p.jitter[p.apex], p.jitter[p.onset]).astype(np.float32)  # known head motion
+        flow -= np.subtract(p.jitter[p.apex], p.jitter[p.onset]).astype(
+            np.float32
+        )  # known head motion
         truth = apex_displacement(renderer, p)
         tmag = np.linalg.norm(truth, axis=2)
         inside = tmag > 0.5 * p.amplitude_px

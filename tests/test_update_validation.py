@@ -19,7 +19,9 @@ def global_arrays() -> dict[str, np.ndarray]:
 
 def _moved(arrays, scale):
     rng = np.random.default_rng(1)
-    return {k: (v + scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()}
+    return {
+        k: (v + scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()
+    }
 
 
 def test_honest_update_passes_and_reports_its_norm(global_arrays):

@@ -20,7 +20,14 @@ class FourDmeReader(SheetRelease):
     dataset = "4dme"
     fps = 60.0
     sheet_glob = "4DME_Labelling_Micro_release*.xlsx"
-    columns = sheet_columns(subject="sub_ID", filename="fold_name", onset="Onset", apex="Apex", offset="Offset", label="Emotion")
+    columns = sheet_columns(
+        subject="sub_ID",
+        filename="fold_name",
+        onset="Onset",
+        apex="Apex",
+        offset="Offset",
+        label="Emotion",
+    )
     optional_columns = {"action_units": ("AUs", "AU", "Action Units")}
     frame_roots = ("2D", "gray", ".")
     events_share_folder = True

@@ -22,10 +22,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from client.datasets.clip_record import ApexOutsideClip, ClipError, ClipRecord, InvalidAnnotation, frame_order_problem
+from client.datasets.clip_record import (
+    ApexOutsideClip,
+    ClipError,
+    ClipRecord,
+    InvalidAnnotation,
+    frame_order_problem,
+)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"}
+)
 
 _LAST_DIGITS = re.compile(r"(\d+)(?!.*\d)")
 
@@ -52,7 +60,11 @@ def _resolve(record_or_source: ClipRecord | Path | str) -> tuple[Path, str | Non
         record = record_or_source
         roles: dict[int, str] = {}
         # Where two roles share a frame number, the later one (apex) names it.
-        for name, value in (("onset", record.onset), ("offset", record.offset), ("apex", record.apex)):
+        for name, value in (
+            ("onset", record.onset),
+            ("offset", record.offset),
+            ("apex", record.apex),
+        ):
             if value is not None:
                 roles[value] = name
         return Path(record.source), record.clip_id, roles
@@ -76,7 +88,9 @@ def _folder_index(folder: Path, clip_id: str | None) -> dict[int, Path]:
     try:
         entries = list(folder.iterdir())
     except OSError as exc:
-        raise UnreadableFrame(f"cannot list frame folder: {exc.strerror or exc}", clip_id, folder) from exc
+        raise UnreadableFrame(
+            f"cannot list frame folder: {exc.strerror or exc}", clip_id, folder
+        ) from exc
     for entry in entries:
         if entry.suffix.lower() not in IMAGE_EXTENSIONS or entry.name.startswith("."):
             continue
@@ -102,7 +116,9 @@ def _check_source(source: Path, clip_id: str | None) -> None:
     if not source.exists():
         raise MissingSource("file or folder not found", clip_id, source)
     if source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS:
-        raise UnreadableFrame("is a single image; expected a video file or a frame folder", clip_id, source)
+        raise UnreadableFrame(
+            "is a single image; expected a video file or a frame folder", clip_id, source
+        )
 
 
 def read_image(path: Path, clip_id: str | None = None) -> np.ndarray:
@@ -115,11 +131,15 @@ def read_image(path: Path, clip_id: str | None = None) -> np.ndarray:
         raise UnreadableFrame("image file is empty (0 bytes)", clip_id, path)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise UnreadableFrame(f"cannot decode image ({data.size} bytes; corrupt or not an image)", clip_id, path)
+        raise UnreadableFrame(
+            f"cannot decode image ({data.size} bytes; corrupt or not an image)", clip_id, path
+        )
     return image
 
 
-def list_frame_numbers(record_or_source: ClipRecord | Path | str, verify: bool = False) -> list[int]:
+def list_frame_numbers(
+    record_or_source: ClipRecord | Path | str, verify: bool = False
+) -> list[int]:
     """All frame numbers available in a source.
 
     For folders these are the numbers in the file names.  For videos the
@@ -149,11 +169,15 @@ def _open_video(source: Path, clip_id: str | None) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(str(source))
     if not capture.isOpened():
         capture.release()
-        raise UnreadableFrame("cannot open video (corrupt file or unsupported codec)", clip_id, source)
+        raise UnreadableFrame(
+            "cannot open video (corrupt file or unsupported codec)", clip_id, source
+        )
     return capture
 
 
-def read_frames(record_or_source: ClipRecord | Path | str, frame_numbers: Sequence[int]) -> list[np.ndarray]:
+def read_frames(
+    record_or_source: ClipRecord | Path | str, frame_numbers: Sequence[int]
+) -> list[np.ndarray]:
     """Return the requested frames (BGR uint8) in the order requested."""
     source, clip_id, roles = _resolve(record_or_source)
     numbers = [int(n) for n in frame_numbers]
@@ -175,9 +199,13 @@ def _read_folder_frames(
     missing = sorted({n for n in numbers if n not in index})
     if missing:
         first, last = next(iter(index)), next(reversed(index))
-        wanted = ", ".join(_describe(n, roles) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        wanted = ", ".join(_describe(n, roles) for n in missing[:5]) + (
+            " ..." if len(missing) > 5 else ""
+        )
         raise MissingFrames(
-            f"no image for {wanted} (folder holds frames {first}-{last}, {len(index)} files)", clip_id, folder
+            f"no image for {wanted} (folder holds frames {first}-{last}, {len(index)} files)",
+            clip_id,
+            folder,
         )
     cache: dict[int, np.ndarray] = {}
     for n in numbers:
@@ -223,7 +251,9 @@ def _read_video_frames(
         capture.release()
     if len(found) < len(wanted):
         first_missing = min(wanted - found.keys())
-        raise TruncatedVideo(_video_ended(position, _describe(first_missing, roles), header_count), clip_id, video)
+        raise TruncatedVideo(
+            _video_ended(position, _describe(first_missing, roles), header_count), clip_id, video
+        )
     return [found[n] for n in numbers]
 
 
@@ -254,7 +284,9 @@ def iter_frames(
             if not capture.grab():
                 if stop is not None:
                     raise TruncatedVideo(
-                        _video_ended(position, _describe(stop - 1, roles), header_count), clip_id, source
+                        _video_ended(position, _describe(stop - 1, roles), header_count),
+                        clip_id,
+                        source,
                     )
                 return
             if position >= start:
@@ -286,11 +318,15 @@ def check_clip_frames(record: ClipRecord) -> list[int]:
     first, last = available[0], available[-1]
     span = f"the clip holds frames {first}-{last}"
     if record.apex is not None and not first <= record.apex <= last:
-        raise ApexOutsideClip(f"apex {record.apex} is outside the clip ({span})", record.clip_id, record.source)
+        raise ApexOutsideClip(
+            f"apex {record.apex} is outside the clip ({span})", record.clip_id, record.source
+        )
     present = set(available)
     for name, number in (("onset", record.onset), ("offset", record.offset)):
         if number not in present:
-            raise MissingFrames(f"no frame for {name} {number} ({span})", record.clip_id, record.source)
+            raise MissingFrames(
+                f"no frame for {name} {number} ({span})", record.clip_id, record.source
+            )
     wanted = range(record.onset, record.offset + 1)
     holes = [n for n in wanted if n not in present]
     if holes:

@@ -30,9 +30,23 @@ NATIVE_CLASSES: Mapping[str, tuple[str, ...]] = {
 # CASME II "Cropped" is the same release with other frames.
 NATIVE_CLASSES = {**NATIVE_CLASSES, "casme2-cropped": NATIVE_CLASSES["casme2"]}
 
-_NEGATIVE_BASIC = ("anger", "contempt", "disgust", "fear", "sadness", "sad", "negative", "repression")
+_NEGATIVE_BASIC = (
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "sadness",
+    "sad",
+    "negative",
+    "repression",
+)
 _COMPOSITE: Mapping[str, Mapping[str, str]] = {
-    "casme2": {"happiness": "positive", "disgust": "negative", "repression": "negative", "surprise": "surprise"},
+    "casme2": {
+        "happiness": "positive",
+        "disgust": "negative",
+        "repression": "negative",
+        "surprise": "surprise",
+    },
     "samm": {
         "happiness": "positive",
         **{label: "negative" for label in ("anger", "contempt", "disgust", "fear", "sadness")},
@@ -84,7 +98,9 @@ def scheme_classes(scheme: str, dataset: str | None = None) -> tuple[str, ...]:
     raise ValueError(f"unknown label scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
 
 
-def apply_scheme(records: Iterable[ClipRecord], scheme: str) -> tuple[list[ClipRecord], list[SkippedClip]]:
+def apply_scheme(
+    records: Iterable[ClipRecord], scheme: str
+) -> tuple[list[ClipRecord], list[SkippedClip]]:
     """Records relabelled under `scheme`, and those the scheme leaves out (with why)."""
     kept: list[ClipRecord] = []
     dropped: list[SkippedClip] = []

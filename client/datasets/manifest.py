@@ -95,7 +95,11 @@ def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable
                 f"{path}: missing required column(s) {', '.join(missing)} "
                 f"(found: {', '.join(c for c in columns if c) or 'none'})"
             )
-        index = {name: columns.index(name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if name in columns}
+        index = {
+            name: columns.index(name)
+            for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+            if name in columns
+        }
 
         first_row_of: dict[str, int] = {}
         while True:
@@ -120,7 +124,11 @@ def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable
             if first is not None:
                 table.skipped.append(
                     duplicate_skip(
-                        path, row, record.clip_id, first, "add a clip_id column to list several events of one video"
+                        path,
+                        row,
+                        record.clip_id,
+                        first,
+                        "add a clip_id column to list several events of one video",
                     )
                 )
                 continue
@@ -131,7 +139,11 @@ def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable
 
 def row_skip(path: Path, row: int, reason: str, category: str = "bad_row") -> SkippedClip:
     """A skipped table row, named by file and row as an editor shows them."""
-    return SkippedClip(clip_id=f"{path.name} row {row}", reason=f"{path.name} row {row}: {reason}", category=category)
+    return SkippedClip(
+        clip_id=f"{path.name} row {row}",
+        reason=f"{path.name} row {row}: {reason}",
+        category=category,
+    )
 
 
 def _cell(cells: list[str], index: dict[str, int], name: str) -> str:
@@ -141,10 +153,14 @@ def _cell(cells: list[str], index: dict[str, int], name: str) -> str:
     return cells[position].strip()
 
 
-def duplicate_skip(path: Path, row: int, clip_id: str, first_row: int, hint: str = "") -> SkippedClip:
+def duplicate_skip(
+    path: Path, row: int, clip_id: str, first_row: int, hint: str = ""
+) -> SkippedClip:
     """A row whose clip id an earlier row already used; the first one is kept."""
     reason = f"{path.name} row {row}: duplicate clip id {clip_id!r} (first on row {first_row})"
-    return SkippedClip(clip_id=clip_id, reason=f"{reason}; {hint}" if hint else reason, category="duplicate")
+    return SkippedClip(
+        clip_id=clip_id, reason=f"{reason}; {hint}" if hint else reason, category="duplicate"
+    )
 
 
 def parse_frame_number(name: str, text: str) -> int:
@@ -159,7 +175,9 @@ def parse_frame_number(name: str, text: str) -> int:
     return value
 
 
-def _parse_row(path: Path, cells: list[str], index: dict[str, int], default_dataset: str) -> ClipRecord:
+def _parse_row(
+    path: Path, cells: list[str], index: dict[str, int], default_dataset: str
+) -> ClipRecord:
     values = {name: _cell(cells, index, name) for name in index}
     for name in ("subject", "clip", "onset", "offset", "label"):
         if not values[name]:

@@ -22,4 +22,6 @@ class MmewReader(Casme2Reader):
 
     def locate(self, frames_root: Path, values: Mapping[str, str]) -> ClipLocation:
         # The emotion folder is the label as written in the sheet (e.g. "happiness").
-        return ClipLocation(values["subject"], frames_root / values["label"].strip() / values["filename"])
+        return ClipLocation(
+            values["subject"], frames_root / values["label"].strip() / values["filename"]
+        )

@@ -19,7 +19,15 @@ from client.datasets.smic import SmicReader
 
 READERS: dict[str, type[ReleaseReader]] = {
     reader.kind: reader
-    for reader in (Casme2Reader, Casme2CroppedReader, SammReader, SmicReader, Casme3Reader, MmewReader, FourDmeReader)
+    for reader in (
+        Casme2Reader,
+        Casme2CroppedReader,
+        SammReader,
+        SmicReader,
+        Casme3Reader,
+        MmewReader,
+        FourDmeReader,
+    )
 }
 MANIFEST = "manifest"
 KINDS: tuple[str, ...] = ("auto", *READERS, MANIFEST)

@@ -25,7 +25,14 @@ from typing import ClassVar
 
 from client.datasets.clip_record import ClipError, ClipRecord
 from client.datasets.frames import check_clip_frames
-from client.datasets.manifest import ManifestError, ManifestTable, RowProblem, duplicate_skip, parse_frame_number, row_skip
+from client.datasets.manifest import (
+    ManifestError,
+    ManifestTable,
+    RowProblem,
+    duplicate_skip,
+    parse_frame_number,
+    row_skip,
+)
 from client.datasets.spreadsheet import SheetRow, SpreadsheetError, read_sheet
 
 # Spellings of each field across releases; a reader's official name comes
@@ -80,7 +87,15 @@ class ReleaseReader:
         raise NotImplementedError
 
     def record(
-        self, subject: str, name: str, source: Path, onset: int, apex: int | None, offset: int, label: str, aus: str = ""
+        self,
+        subject: str,
+        name: str,
+        source: Path,
+        onset: int,
+        apex: int | None,
+        offset: int,
+        label: str,
+        aus: str = "",
     ) -> ClipRecord:
         """A record with the dataset's namespacing applied."""
         return ClipRecord(
@@ -118,7 +133,9 @@ class SheetRelease(ReleaseReader):
     sheet_glob: ClassVar[str]
     # field -> accepted header names (the first is the official one)
     columns: ClassVar[Mapping[str, tuple[str, ...]]]
-    optional_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {"action_units": ACTION_UNIT_COLUMNS}
+    optional_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "action_units": ACTION_UNIT_COLUMNS
+    }
     # Folders (relative to the root) that may hold the frame tree; first found wins.
     frame_roots: ClassVar[tuple[str, ...]] = (".",)
     # One video holds several events (SAMM long videos, CAS(ME)^3): the onset
@@ -134,15 +151,23 @@ class SheetRelease(ReleaseReader):
     # ---- shared behaviour ------------------------------------------------
 
     def find_sheet(self, root: Path) -> Path:
-        matches = sorted(p for p in [*root.glob(self.sheet_glob), *root.glob(f"*/{self.sheet_glob}")] if not p.name.startswith("~$"))
+        matches = sorted(
+            p
+            for p in [*root.glob(self.sheet_glob), *root.glob(f"*/{self.sheet_glob}")]
+            if not p.name.startswith("~$")
+        )
         if not matches:
-            raise SpreadsheetError(f"{root}: no annotation spreadsheet matching {self.sheet_glob!r} for {self.kind}")
+            raise SpreadsheetError(
+                f"{root}: no annotation spreadsheet matching {self.sheet_glob!r} for {self.kind}"
+            )
         return matches[0]
 
     def frames_root(self, root: Path) -> Path:
         folder = find_folder(root, self.frame_roots)
         if folder is None:
-            raise ManifestError(f"{root}: no frame folder for {self.kind} (looked for {', '.join(self.frame_roots)})")
+            raise ManifestError(
+                f"{root}: no frame folder for {self.kind} (looked for {', '.join(self.frame_roots)})"
+            )
         return folder
 
     def looks_like(self, root: Path) -> bool:
@@ -150,12 +175,17 @@ class SheetRelease(ReleaseReader):
             self.find_sheet(root)
         except SpreadsheetError:
             return False
-        return find_folder(root, [r for r in self.frame_roots if r != "."]) is not None or "." in self.frame_roots
+        return (
+            find_folder(root, [r for r in self.frame_roots if r != "."]) is not None
+            or "." in self.frame_roots
+        )
 
     def read(self, root: Path | str) -> ManifestTable:
         root = Path(root)
         sheet = self.find_sheet(root)
-        rows = read_sheet(sheet, self.columns, self.optional_columns, marker=self.columns["filename"][0])
+        rows = read_sheet(
+            sheet, self.columns, self.optional_columns, marker=self.columns["filename"][0]
+        )
         frames_root = self.frames_root(root)
         table = ManifestTable(path=sheet)
         first_row_of: dict[str, int] = {}
@@ -169,7 +199,9 @@ class SheetRelease(ReleaseReader):
                 table.skipped.append(row_skip(sheet, row.number, str(error), error.category))
                 continue
             if record.clip_id in first_row_of:
-                table.skipped.append(duplicate_skip(sheet, row.number, record.clip_id, first_row_of[record.clip_id]))
+                table.skipped.append(
+                    duplicate_skip(sheet, row.number, record.clip_id, first_row_of[record.clip_id])
+                )
                 continue
             first_row_of[record.clip_id] = row.number
             table.clips.append(record)
@@ -187,5 +219,13 @@ class SheetRelease(ReleaseReader):
         apex = parse_frame_number("apex", apex_text) if apex_text not in ("", "/", "-") else None
         where = self.locate(frames_root, values)
         name = values["filename"] + (f"/{onset}" if self.events_share_folder else "")
-        return self.record(where.subject, name, where.source, onset, apex, offset, values["label"], values.get("action_units", ""))
-
+        return self.record(
+            where.subject,
+            name,
+            where.source,
+            onset,
+            apex,
+            offset,
+            values["label"],
+            values.get("action_units", ""),
+        )

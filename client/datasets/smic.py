@@ -37,11 +37,15 @@ class SmicReader(ReleaseReader):
         root = Path(root)
         hs = self._hs_root(root)
         if hs is None:
-            raise ManifestError(f"{root}: not an SMIC-HS tree (expected HS/s{{N}}/micro/{{emotion}}/{{clip}}/)")
+            raise ManifestError(
+                f"{root}: not an SMIC-HS tree (expected HS/s{{N}}/micro/{{emotion}}/{{clip}}/)"
+            )
         table = ManifestTable(path=hs)
         for subject_dir in sorted(hs.glob("s*/"), key=lambda p: (len(p.name), p.name)):
             for emotion in EMOTION_FOLDERS:
-                for clip_dir in sorted(p for p in (subject_dir / "micro" / emotion).glob("*") if p.is_dir()):
+                for clip_dir in sorted(
+                    p for p in (subject_dir / "micro" / emotion).glob("*") if p.is_dir()
+                ):
                     self._add(table, subject_dir.name, emotion, clip_dir)
         return table
 
@@ -49,7 +53,11 @@ class SmicReader(ReleaseReader):
         clip_id = f"{self.dataset}/{subject}/{clip_dir.name}"
         try:
             numbers = list_frame_numbers(clip_dir)
-            record = self.record(subject, clip_dir.name, clip_dir, numbers[0], None, numbers[-1], emotion)
+            record = self.record(
+                subject, clip_dir.name, clip_dir, numbers[0], None, numbers[-1], emotion
+            )
             table.clips.append(validated(record))
         except ClipError as error:
-            table.skipped.append(SkippedClip(clip_id, str(error.with_context(clip_id, clip_dir)), error.category))
+            table.skipped.append(
+                SkippedClip(clip_id, str(error.with_context(clip_id, clip_dir)), error.category)
+            )

@@ -60,7 +60,14 @@ def _open_rows(path: Path) -> list[tuple[object, ...]]:
         raise SpreadsheetError(f"{path}: annotation spreadsheet not found")
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+    except (
+        InvalidFileException,
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        ValueError,
+        TypeError,
+    ) as exc:
         raise SpreadsheetError(
             f"{path}: cannot read as an .xlsx workbook ({type(exc).__name__}: {exc}); "
             f"save it as Excel .xlsx, not .xls/.csv or a renamed file"
@@ -89,7 +96,11 @@ def read_sheet(
     optional = optional or {}
     rows = _open_rows(path)
     header_at = next(
-        (i for i, row in enumerate(rows[:MAX_HEADER_SEARCH_ROWS]) if any(_key(c) == _key(marker) for c in row if c is not None)),
+        (
+            i
+            for i, row in enumerate(rows[:MAX_HEADER_SEARCH_ROWS])
+            if any(_key(c) == _key(marker) for c in row if c is not None)
+        ),
         None,
     )
     if header_at is None:
@@ -108,7 +119,9 @@ def read_sheet(
             missing.append(names[0])
     if missing:
         found = ", ".join(cell_text(c) for c in rows[header_at] if c is not None) or "none"
-        raise SpreadsheetError(f"{path}: missing required column(s) {', '.join(missing)} (found: {found})")
+        raise SpreadsheetError(
+            f"{path}: missing required column(s) {', '.join(missing)} (found: {found})"
+        )
 
     table = []
     for offset, row in enumerate(rows[header_at + 1 :]):

@@ -63,7 +63,9 @@ def _pupil_centre(gray_eye: np.ndarray) -> Point:
     return (x0 + float(xs.mean()), y0 + float(ys.mean()))
 
 
-def detect_eyes(image_bgr: np.ndarray, face: FaceBox, cascade_path: str | None = None) -> EyePair | None:
+def detect_eyes(
+    image_bgr: np.ndarray, face: FaceBox, cascade_path: str | None = None
+) -> EyePair | None:
     """Eye centres (image coordinates) inside `face`, or None when two are not found."""
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     h_img, w_img = gray.shape
@@ -76,7 +78,9 @@ def detect_eyes(image_bgr: np.ndarray, face: FaceBox, cascade_path: str | None =
         return None
     cascade = load_cascade(cascade_path or str(Path(cv2.data.haarcascades) / EYE_CASCADE_FILE))
     side = max(4, face.w // 8)
-    boxes = cascade.detectMultiScale(cv2.equalizeHist(roi), scaleFactor=1.05, minNeighbors=3, minSize=(side, side))
+    boxes = cascade.detectMultiScale(
+        cv2.equalizeHist(roi), scaleFactor=1.05, minNeighbors=3, minSize=(side, side)
+    )
     mid = face.x + face.w / 2.0 - x0
     halves: dict[bool, tuple[int, int, int, int]] = {}
     for bx, by, bw, bh in sorted((tuple(map(int, b)) for b in boxes), key=lambda b: -b[2] * b[3]):
@@ -111,18 +115,31 @@ def alignment_matrix(eyes: EyePair, face_size: int) -> np.ndarray:
 
 def apply_alignment(image: np.ndarray, matrix: np.ndarray, face_size: int) -> np.ndarray:
     """Warp one frame with the clip's matrix (replicated borders add no motion)."""
-    return cv2.warpAffine(image, matrix, (face_size, face_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (face_size, face_size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def transform_point(matrix: np.ndarray, point: Point) -> Point:
     x, y = point
-    return (float(matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]), float(matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]))
+    return (
+        float(matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]),
+        float(matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]),
+    )
 
 
 def describe_alignment(eyes: EyePair | None, matrix: np.ndarray | None) -> dict[str, Any]:
     """Metadata entry: what alignment did for this clip."""
     if eyes is None or matrix is None:
-        return {"method": "eyes", "applied": False, "reason": "two eyes not found in the onset frame; face box crop used"}
+        return {
+            "method": "eyes",
+            "applied": False,
+            "reason": "two eyes not found in the onset frame; face box crop used",
+        }
     return {
         "method": "eyes",
         "applied": True,
@@ -135,5 +152,7 @@ def describe_alignment(eyes: EyePair | None, matrix: np.ndarray | None) -> dict[
     }
 
 
-def align_frames(frames: Sequence[np.ndarray], matrix: np.ndarray, face_size: int) -> list[np.ndarray]:
+def align_frames(
+    frames: Sequence[np.ndarray], matrix: np.ndarray, face_size: int
+) -> list[np.ndarray]:
     return [apply_alignment(frame, matrix, face_size) for frame in frames]

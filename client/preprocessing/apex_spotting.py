@@ -48,7 +48,9 @@ class ApexSpot:
         }
 
 
-def motion_scores(faces_gray: Sequence[np.ndarray], flow_method: str, config: SpottingConfig) -> np.ndarray:
+def motion_scores(
+    faces_gray: Sequence[np.ndarray], flow_method: str, config: SpottingConfig
+) -> np.ndarray:
     """Motion of every frame relative to frames[0] (0 for the onset itself)."""
     size = config.work_size
     small = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces_gray]
@@ -59,7 +61,11 @@ def motion_scores(faces_gray: Sequence[np.ndarray], flow_method: str, config: Sp
     return scores
 
 
-def spot_apex(faces_gray: Sequence[np.ndarray], flow_method: str = "dis", config: SpottingConfig = SpottingConfig()) -> ApexSpot:
+def spot_apex(
+    faces_gray: Sequence[np.ndarray],
+    flow_method: str = "dis",
+    config: SpottingConfig = SpottingConfig(),
+) -> ApexSpot:
     """The frame of peak motion from the onset, among `faces_gray` (onset first)."""
     if len(faces_gray) < 2:
         raise ValueError("apex spotting needs at least the onset and one more frame")

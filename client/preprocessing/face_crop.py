@@ -71,7 +71,9 @@ def apply_crop(image: np.ndarray, box: CropBox, face_size: int) -> np.ndarray:
     if pad_left or pad_top or pad_right or pad_bottom:
         if patch.size == 0:
             raise ValueError(f"crop box {box.as_list()} lies outside the {w}x{h} image")
-        patch = cv2.copyMakeBorder(patch, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE)
+        patch = cv2.copyMakeBorder(
+            patch, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE
+        )
     # INTER_AREA when shrinking averages the pixels (no aliasing of skin texture
     # that flow would track as motion); INTER_CUBIC when enlarging.
     interpolation = cv2.INTER_AREA if box.side >= face_size else cv2.INTER_CUBIC
@@ -104,4 +106,6 @@ def crop_clip(
     else:
         face = detect_largest_face(frames[0], detector)
         box = crop_box_for_face(face, margin)
-    return ClipCrop(faces=[apply_crop(frame, box, face_size) for frame in frames], box=box, face=face)
+    return ClipCrop(
+        faces=[apply_crop(frame, box, face_size) for frame in frames], box=box, face=face
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -56,7 +56,7 @@ class FaceDetector(Protocol):
 HAAR_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_cascade(path: str) -> cv2.CascadeClassifier:
     # Loaded on first use and kept for the life of the process (each prepare
     # worker loads it once), never at import time.
@@ -96,7 +96,10 @@ class HaarFaceDetector:
         gray = cv2.equalizeHist(gray)
         side = max(1, int(min(gray.shape[:2]) * self.min_size_fraction))
         boxes = load_cascade(self.cascade_path).detectMultiScale(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(side, side),
         )
         return [FaceBox(int(x), int(y), int(w), int(h)) for (x, y, w, h) in boxes]
 
@@ -119,9 +122,13 @@ class YuNetFaceDetector:
 
     name = "yunet"
 
-    def __init__(self, model_path: str | Path = "", score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
+    def __init__(
+        self, model_path: str | Path = "", score_threshold: float = 0.6, nms_threshold: float = 0.3
+    ) -> None:
         if not str(model_path):
-            raise ValueError("the yunet detector needs the path of a YuNet .onnx model (--detector-model)")
+            raise ValueError(
+                "the yunet detector needs the path of a YuNet .onnx model (--detector-model)"
+            )
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(
@@ -129,7 +136,9 @@ class YuNetFaceDetector:
                 f"the opencv_zoo repository yourself and pass its path (fedmer never downloads models)"
             )
         if not hasattr(cv2, "FaceDetectorYN"):
-            raise RuntimeError(f"this OpenCV ({cv2.__version__}) has no cv2.FaceDetectorYN; need OpenCV >= 4.5.4")
+            raise RuntimeError(
+                f"this OpenCV ({cv2.__version__}) has no cv2.FaceDetectorYN; need OpenCV >= 4.5.4"
+            )
         self.model_path = path
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -138,7 +147,9 @@ class YuNetFaceDetector:
     def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
         h, w = image_bgr.shape[:2]
         if self._model is None:
-            self._model = cv2.FaceDetectorYN.create(str(self.model_path), "", (w, h), self.score_threshold, self.nms_threshold)
+            self._model = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (w, h), self.score_threshold, self.nms_threshold
+            )
         self._model.setInputSize((w, h))
         image = image_bgr if image_bgr.ndim == 3 else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
         _, faces = self._model.detect(image)
@@ -157,7 +168,10 @@ class YuNetFaceDetector:
         }
 
 
-_REGISTRY: dict[str, Callable[..., FaceDetector]] = {"haar": HaarFaceDetector, "yunet": YuNetFaceDetector}
+_REGISTRY: dict[str, Callable[..., FaceDetector]] = {
+    "haar": HaarFaceDetector,
+    "yunet": YuNetFaceDetector,
+}
 
 
 def register_detector(name: str, factory: Callable[..., FaceDetector]) -> None:
@@ -173,7 +187,9 @@ def get_detector(name: str = "haar", **options: Any) -> FaceDetector:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown face detector {name!r}; available: {', '.join(available_detectors())}") from None
+        raise ValueError(
+            f"unknown face detector {name!r}; available: {', '.join(available_detectors())}"
+        ) from None
     return factory(**options)
 
 
@@ -186,5 +202,7 @@ def detect_largest_face(image_bgr: np.ndarray, detector: FaceDetector) -> FaceBo
     faces = detector.detect(image_bgr)
     if not faces:
         h, w = image_bgr.shape[:2]
-        raise FaceNotFound(f"no face found by the {detector.name} detector in the onset frame ({w}x{h})")
+        raise FaceNotFound(
+            f"no face found by the {detector.name} detector in the onset frame ({w}x{h})"
+        )
     return max(faces, key=lambda box: (box.area, box.score))

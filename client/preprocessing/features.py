@@ -40,10 +40,20 @@ import cv2
 import numpy as np
 
 from client.datasets.clip_record import ClipError
-from client.preprocessing.alignment import align_frames, alignment_matrix, describe_alignment, detect_eyes
+from client.preprocessing.alignment import (
+    align_frames,
+    alignment_matrix,
+    describe_alignment,
+    detect_eyes,
+)
 from client.preprocessing.apex_spotting import SpottingConfig, spot_apex
 from client.preprocessing.face_crop import apply_crop, crop_box_for_face, full_frame_box
-from client.preprocessing.face_detection import FaceDetector, available_detectors, detect_largest_face, get_detector
+from client.preprocessing.face_detection import (
+    FaceDetector,
+    available_detectors,
+    detect_largest_face,
+    get_detector,
+)
 from client.preprocessing.magnification import MagnificationConfig, magnify
 from client.preprocessing.optical_flow import (
     FLOW_METHODS,
@@ -86,13 +96,21 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.flow_method not in FLOW_METHODS:
-            raise ValueError(f"flow_method {self.flow_method!r} not one of {', '.join(FLOW_METHODS)}")
+            raise ValueError(
+                f"flow_method {self.flow_method!r} not one of {', '.join(FLOW_METHODS)}"
+            )
         if not self.skip_detection and self.detector not in available_detectors():
-            raise ValueError(f"detector {self.detector!r} not one of {', '.join(available_detectors())}")
+            raise ValueError(
+                f"detector {self.detector!r} not one of {', '.join(available_detectors())}"
+            )
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization {self.normalization!r} not one of {', '.join(NORMALIZATIONS)}")
+            raise ValueError(
+                f"normalization {self.normalization!r} not one of {', '.join(NORMALIZATIONS)}"
+            )
         if not 8 <= self.feature_size <= self.face_size:
-            raise ValueError(f"need 8 <= feature_size ({self.feature_size}) <= face_size ({self.face_size})")
+            raise ValueError(
+                f"need 8 <= feature_size ({self.feature_size}) <= face_size ({self.face_size})"
+            )
         if not 0.0 <= self.margin <= 1.0:
             raise ValueError(f"margin {self.margin} outside [0, 1]")
         if not 50.0 <= self.scale_percentile <= 100.0:
@@ -102,7 +120,9 @@ class PreprocessConfig:
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"alignment {self.alignment!r} not one of {', '.join(ALIGNMENTS)}")
         if self.alignment != "none" and self.skip_detection:
-            raise ValueError("alignment needs face detection; it cannot be combined with skip_detection")
+            raise ValueError(
+                "alignment needs face detection; it cannot be combined with skip_detection"
+            )
         if self.sequence_length != 0 and self.sequence_length < 2:
             raise ValueError(f"sequence_length {self.sequence_length} must be 0 (off) or >= 2")
         if not 50.0 <= self.spotting_percentile <= 100.0:
@@ -150,7 +170,9 @@ class FeatureResult:
     sequence: np.ndarray | None = None  # (T, 2, F, F) float32 flow, when sequence_length > 0
 
 
-def flow_features(onset_face_gray: np.ndarray, apex_face_gray: np.ndarray, config: PreprocessConfig) -> FeatureResult:
+def flow_features(
+    onset_face_gray: np.ndarray, apex_face_gray: np.ndarray, config: PreprocessConfig
+) -> FeatureResult:
     """Steps 2-6 on already aligned gray face crops of equal size."""
     flow = compute_flow(onset_face_gray, apex_face_gray, config.flow_method)
     if not np.isfinite(flow).all():
@@ -167,7 +189,9 @@ def flow_features(onset_face_gray: np.ndarray, apex_face_gray: np.ndarray, confi
     flow_scale = strain_scale = 1.0
     if config.normalization == "robust_max":
         magnitude = np.hypot(u, v)
-        flow_scale = max(float(np.percentile(magnitude, config.scale_percentile)), config.min_flow_px * factor)
+        flow_scale = max(
+            float(np.percentile(magnitude, config.scale_percentile)), config.min_flow_px * factor
+        )
         strain_scale = max(float(np.percentile(strain, config.scale_percentile)), config.min_strain)
         u = np.clip(u / flow_scale, -1.0, 1.0)
         v = np.clip(v / flow_scale, -1.0, 1.0)
@@ -195,11 +219,15 @@ def face_crops(frames_bgr: list[np.ndarray], config: PreprocessConfig) -> FaceTr
     """Detect (and align) once on frames_bgr[0], the onset; apply to every frame."""
     first = frames_bgr[0]
     if any(f.shape[:2] != first.shape[:2] for f in frames_bgr):
-        raise ClipError(f"frames of the clip differ in size (onset frame is {first.shape[1]}x{first.shape[0]})")
+        raise ClipError(
+            f"frames of the clip differ in size (onset frame is {first.shape[1]}x{first.shape[0]})"
+        )
     size = config.face_size
     detector = config.make_detector()
     meta: dict[str, Any] = {
-        "detector": detector.describe() if detector is not None else {"name": "none (frames are face crops)"},
+        "detector": detector.describe()
+        if detector is not None
+        else {"name": "none (frames are face crops)"},
         "frame_size": [int(first.shape[1]), int(first.shape[0])],
         "face_box": None,
     }
@@ -227,7 +255,10 @@ def face_crops(frames_bgr: list[np.ndarray], config: PreprocessConfig) -> FaceTr
 
 
 def compute_sequence_features(
-    frames_bgr: list[np.ndarray], config: PreprocessConfig, apex_index: int | None, first_frame: int = 0
+    frames_bgr: list[np.ndarray],
+    config: PreprocessConfig,
+    apex_index: int | None,
+    first_frame: int = 0,
 ) -> FeatureResult:
     """Features of a clip given as frames from its onset (frames_bgr[0]).
 
@@ -245,20 +276,36 @@ def compute_sequence_features(
     sequence = None
     if config.sequence_length:
         sequence = flow_sequence(
-            track.faces, config.sequence_length, config.flow_method, config.feature_size, config.remove_global_motion
+            track.faces,
+            config.sequence_length,
+            config.flow_method,
+            config.feature_size,
+            config.remove_global_motion,
         )
-        observed["sequence"] = {"length": config.sequence_length, "shape": list(sequence.shape), "interpolation": "linear"}
-    return FeatureResult(result.features, record_metadata(config, **observed, **result.metadata), sequence)
+        observed["sequence"] = {
+            "length": config.sequence_length,
+            "shape": list(sequence.shape),
+            "interpolation": "linear",
+        }
+    return FeatureResult(
+        result.features, record_metadata(config, **observed, **result.metadata), sequence
+    )
 
 
-def compute_clip_features(onset_bgr: np.ndarray, apex_bgr: np.ndarray, config: PreprocessConfig) -> FeatureResult:
+def compute_clip_features(
+    onset_bgr: np.ndarray, apex_bgr: np.ndarray, config: PreprocessConfig
+) -> FeatureResult:
     """Full pipeline from the two raw frames; metadata records everything used."""
     if onset_bgr.shape[:2] != apex_bgr.shape[:2]:
-        raise ClipError(f"onset frame {onset_bgr.shape[:2]} and apex frame {apex_bgr.shape[:2]} differ in size")
+        raise ClipError(
+            f"onset frame {onset_bgr.shape[:2]} and apex frame {apex_bgr.shape[:2]} differ in size"
+        )
     return compute_sequence_features([onset_bgr, apex_bgr], config, apex_index=1)
 
 
-def clip_features(onset_bgr: np.ndarray, apex_bgr: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+def clip_features(
+    onset_bgr: np.ndarray, apex_bgr: np.ndarray, config: PreprocessConfig
+) -> np.ndarray:
     """(3, feature_size, feature_size) float32 features (u, v, strain) of one clip."""
     return compute_clip_features(onset_bgr, apex_bgr, config).features
 

@@ -34,7 +34,14 @@ _FARNEBACK_PARAMS: dict[str, Any] = {
     "poly_sigma": 1.2,
     "flags": 0,
 }
-_TVL1_PARAMS: dict[str, Any] = {"tau": 0.25, "lambda": 0.15, "theta": 0.3, "nscales": 5, "warps": 5, "epsilon": 0.01}
+_TVL1_PARAMS: dict[str, Any] = {
+    "tau": 0.25,
+    "lambda": 0.15,
+    "theta": 0.3,
+    "nscales": 5,
+    "warps": 5,
+    "epsilon": 0.01,
+}
 
 
 class FlowMethodUnavailable(RuntimeError):
@@ -52,7 +59,9 @@ def available_flow_methods() -> tuple[str, ...]:
 def check_flow_method(method: str) -> None:
     """Raise a clear error if `method` is unknown or not installed."""
     if method not in FLOW_METHODS:
-        raise ValueError(f"unknown optical flow method {method!r}; choose from {', '.join(FLOW_METHODS)}")
+        raise ValueError(
+            f"unknown optical flow method {method!r}; choose from {', '.join(FLOW_METHODS)}"
+        )
     if method == "tvl1" and not tvl1_available():
         raise FlowMethodUnavailable(
             "optical flow 'tvl1' needs cv2.optflow, which only opencv-contrib-python(-headless) provides; "

@@ -39,7 +39,11 @@ def resample_frames(frames: Sequence[np.ndarray], length: int) -> list[np.ndarra
 
 
 def flow_sequence(
-    faces_gray: Sequence[np.ndarray], length: int, flow_method: str, size: int, remove_global_motion: bool = True
+    faces_gray: Sequence[np.ndarray],
+    length: int,
+    flow_method: str,
+    size: int,
+    remove_global_motion: bool = True,
 ) -> np.ndarray:
     """(length, 2, size, size) float32 flow from the onset to each resampled frame.
 

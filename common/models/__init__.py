@@ -51,4 +51,3 @@ def _factory(name: str) -> Callable[..., nn.Module]:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

@@ -35,9 +35,7 @@ def epsilon_rdp(history: Sequence[Segment], delta: float) -> float:
         return 0.0
     if _noiseless(history):
         return math.inf
-    rdp = sum(
-        np.asarray(_unit_rdp(float(s), float(q))) * int(n) for s, q, n in history
-    )
+    rdp = sum(np.asarray(_unit_rdp(float(s), float(q))) * int(n) for s, q, n in history)
     eps, _ = privacy_analysis.get_privacy_spent(
         orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta
     )

@@ -23,7 +23,10 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
             f"budget {_budget(audit.budget())}  remaining {_remaining(audit)}  "
             f"[{'OK' if audit.ok else 'FAILED'}]"
         )
-    for mechanism, label in (("dp-sgd", "sample-level (worst device)"), ("dp-fedavg", "client-level")):
+    for mechanism, label in (
+        ("dp-sgd", "sample-level (worst device)"),
+        ("dp-fedavg", "client-level"),
+    ):
         chains = [a for a in audits if a.mechanism() == mechanism]
         if chains:
             worst = max(chains, key=lambda a: a.spent())
@@ -64,7 +67,7 @@ def write_report(
             f"{_fmt(audit.spent())} | {_budget(audit.budget())} | {_remaining(audit)} | "
             f"{subject} | {'OK' if audit.ok else 'FAILED'} |"
         )
-    md += ["", *[f"- {line}" for line in budget_lines(audits)[len(audits):]], ""]
+    md += ["", *[f"- {line}" for line in budget_lines(audits)[len(audits) :]], ""]
     md += [
         "Sample-level ε protects one clip. A subject with k clips is a group of k records; "
         "the subject-level column applies the group-privacy theorem "
@@ -108,7 +111,9 @@ def _plot(audit: ChainAudit, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     rounds = [int(c.entry["round"]) for c in audit.checks]
-    ax.plot(rounds, [float(c.entry["epsilon"]) for c in audit.checks], "o-", label="claimed (ledger)")
+    ax.plot(
+        rounds, [float(c.entry["epsilon"]) for c in audit.checks], "o-", label="claimed (ledger)"
+    )
     ax.plot(rounds, [c.rdp for c in audit.checks], "x--", label="dp-accounting RDP")
     ax.plot(rounds, [c.pld for c in audit.checks], ".:", label="dp-accounting PLD")
     refused = [int(c.entry["round"]) for c in audit.checks if c.entry["event"] == "refused"]

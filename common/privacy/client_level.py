@@ -48,7 +48,9 @@ def sum_updates(updates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
     """Coordinate-wise sum of (clipped) updates: what SecAgg+ reveals, and all it reveals."""
     if not updates:
         raise ValueError("no updates to sum")
-    return [np.sum([u[i] for u in updates], axis=0, dtype=np.float64) for i in range(len(updates[0]))]
+    return [
+        np.sum([u[i] for u in updates], axis=0, dtype=np.float64) for i in range(len(updates[0]))
+    ]
 
 
 def add_sum_noise(
@@ -77,7 +79,9 @@ def add_sum_noise(
 class ClientLevelAccountant:
     """Composes one Gaussian release per round; checks the budget before each release."""
 
-    def __init__(self, noise_multiplier: float, delta: float, population: int, budget: float) -> None:
+    def __init__(
+        self, noise_multiplier: float, delta: float, population: int, budget: float
+    ) -> None:
         self.noise_multiplier = noise_multiplier
         self.delta = delta
         self.budget = budget

@@ -89,9 +89,15 @@ def run_empirical_audit(cfg: EmpiricalAuditConfig) -> EmpiricalAuditResult:
     # The baseline is plain SGD: no noise, and a clipping norm no gradient reaches.
     clip = cfg.max_grad_norm if private else 1e6
     result = train_with_dp(
-        model, x, y,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        dp=DPSettings(sigma, clip, cfg.delta), history=[], seed=cfg.seed,
+        model,
+        x,
+        y,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        dp=DPSettings(sigma, clip, cfg.delta),
+        history=[],
+        seed=cfg.seed,
     )
     scores = initial_loss - _losses(model, canary_x, canary_y)
     correct, made = _guess(scores, included, cfg.guesses)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.privacy.independent import independent_pld_epsilon, independent_rdp_epsilon
 from common.privacy.ledger import (
     GENESIS_HASH,
     LedgerError,
@@ -30,7 +31,6 @@ from common.privacy.ledger import (
     history_of,
     signature_is_valid,
 )
-from common.privacy.independent import independent_pld_epsilon, independent_rdp_epsilon
 
 DEFAULT_RTOL = 1e-2
 
@@ -107,9 +107,14 @@ def audit_chain(
         history = history_of(checked)
         delta = float(entry["delta"])
         check = EntryCheck(
-            number, entry, independent_rdp_epsilon(history, delta), independent_pld_epsilon(history, delta)
+            number,
+            entry,
+            independent_rdp_epsilon(history, delta),
+            independent_pld_epsilon(history, delta),
         )
-        audit.failures.extend(f"{where}: {p}" for p in _epsilon_problems(entry, check, previous, rtol))
+        audit.failures.extend(
+            f"{where}: {p}" for p in _epsilon_problems(entry, check, previous, rtol)
+        )
         audit.checks.append(check)
         previous = entry
     return audit
@@ -125,7 +130,9 @@ def _epsilon_problems(
         if int(entry["steps"]) != 0:
             problems.append("a refusal must not spend steps")
         if not _close(claimed, before, 1e-12):
-            problems.append(f"a refusal claims epsilon {claimed:.6g}, but {before:.6g} was spent before it")
+            problems.append(
+                f"a refusal claims epsilon {claimed:.6g}, but {before:.6g} was spent before it"
+            )
         return problems
     if not _close(claimed, check.rdp, rtol):
         problems.append(

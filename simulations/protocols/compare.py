@@ -88,14 +88,20 @@ def plot_privacy_utility(results: Sequence[dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, metric in zip(axes, ("uf1", "uar")):
         if dp:
-            ax.plot([r["epsilon"] for r in dp], [r["pooled"][metric] for r in dp],
-                    "o-", color="tab:red", label="FedAvg + DP-SGD")
-        styles = {"centralized": ("tab:blue", "--", "centralized (no DP)"),
-                  "federated": ("tab:green", ":", "FedAvg (no DP, ε=∞)")}
+            ax.plot(
+                [r["epsilon"] for r in dp],
+                [r["pooled"][metric] for r in dp],
+                "o-",
+                color="tab:red",
+                label="FedAvg + DP-SGD",
+            )
+        styles = {
+            "centralized": ("tab:blue", "--", "centralized (no DP)"),
+            "federated": ("tab:green", ":", "FedAvg (no DP, ε=∞)"),
+        }
         for mode, (color, style, label) in styles.items():
             if mode in refs:
-                ax.axhline(refs[mode]["pooled"][metric], color=color, linestyle=style,
-                           label=label)
+                ax.axhline(refs[mode]["pooled"][metric], color=color, linestyle=style, label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("target ε (sample-level, worst device)")
         ax.set_ylabel(metric.upper())

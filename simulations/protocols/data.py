@@ -61,8 +61,12 @@ class ProtocolData:
             found = ", ".join(sorted(set(self.datasets.tolist())))
             raise ValueError(f"dataset {dataset!r} not in the data; found {found}")
         return ProtocolData(
-            self.features[keep], self.labels[keep], self.subjects[keep],
-            self.datasets[keep], self.skipped, self.source,
+            self.features[keep],
+            self.labels[keep],
+            self.subjects[keep],
+            self.datasets[keep],
+            self.skipped,
+            self.source,
         )
 
     def for_model(self, model: str) -> ProtocolData:
@@ -94,12 +98,12 @@ def preprocess_config_for(model: str, base: PreprocessConfig) -> PreprocessConfi
     if len(shape) == 4:
         channels, length = shape[0], shape[1]
         if channels != 3:
-            raise ValueError(f"model {model!r} wants {channels} channels; sequences give 3 "
-                             "(u, v, strain)")
+            raise ValueError(
+                f"model {model!r} wants {channels} channels; sequences give 3 (u, v, strain)"
+            )
         _check_spatial(model, shape, base)
         return dataclasses.replace(base, sequence_length=length)
-    raise ValueError(f"model {model!r} has input shape {shape}: neither (C, H, W) nor "
-                     "(C, T, H, W)")
+    raise ValueError(f"model {model!r} has input shape {shape}: neither (C, H, W) nor (C, T, H, W)")
 
 
 def _check_spatial(model: str, shape: tuple[int, ...], config: PreprocessConfig) -> None:
@@ -125,10 +129,12 @@ def sequence_input(sequence: np.ndarray, config: PreprocessConfig) -> np.ndarray
         moving = slice(1, None) if len(flow) > 1 else slice(None)
         factor = config.feature_size / config.face_size
         magnitude = np.hypot(u[moving], v[moving])
-        flow_scale = max(float(np.percentile(magnitude, config.scale_percentile)),
-                         config.min_flow_px * factor)
-        strain_scale = max(float(np.percentile(strain[moving], config.scale_percentile)),
-                           config.min_strain)
+        flow_scale = max(
+            float(np.percentile(magnitude, config.scale_percentile)), config.min_flow_px * factor
+        )
+        strain_scale = max(
+            float(np.percentile(strain[moving], config.scale_percentile)), config.min_strain
+        )
         u = np.clip(u / flow_scale, -1.0, 1.0)
         v = np.clip(v / flow_scale, -1.0, 1.0)
         strain = np.clip(strain / strain_scale, 0.0, 1.0)
@@ -143,7 +149,9 @@ def load_protocol_data(
 
 
 @lru_cache(maxsize=4)
-def _load_cached(manifest: str, cache_dir: str, workers: int, shape: tuple[int, ...]) -> ProtocolData:
+def _load_cached(
+    manifest: str, cache_dir: str, workers: int, shape: tuple[int, ...]
+) -> ProtocolData:
     # Memoized on the input shape: ``fedmer compare`` runs several modes on
     # the same clips, and models with one input shape share the prepared data.
     model = _a_model_with(shape)
@@ -161,8 +169,11 @@ def _load_cached(manifest: str, cache_dir: str, workers: int, shape: tuple[int, 
     skipped += [f"{s.clip_id}: {s.reason}" for s in result.skipped]
     ready: list[PreparedClip] = result.ready
     if config.sequence_length:
-        skipped += [f"{p.record.clip_id}: no usable cached flow sequence"
-                    for p in ready if p.sequence is None]
+        skipped += [
+            f"{p.record.clip_id}: no usable cached flow sequence"
+            for p in ready
+            if p.sequence is None
+        ]
         ready = [p for p in ready if p.sequence is not None]
         inputs = [sequence_input(p.sequence, config) for p in ready]
     else:

@@ -78,7 +78,7 @@ def train_federated(
     state = _DeviceStates(devices, schedule)
     for server_round in range(1, schedule.rounds + 1):
         replies = []
-        for i, device in enumerate(state.devices):
+        for _i, device in enumerate(state.devices):
             local = build_model(model_name, num_classes=len(COMPOSITE_CLASSES))
             local.load_state_dict(global_model.state_dict())
             _train_locally(local, device, schedule, device_seed(seed, server_round, device.name))
@@ -108,12 +108,16 @@ class _DeviceStates:
         if schedule.private:
             for device in self.devices:
                 n = len(device.labels)
-                planned = schedule.rounds * schedule.local_epochs * steps_per_epoch(
-                    n, schedule.batch_size
+                planned = (
+                    schedule.rounds
+                    * schedule.local_epochs
+                    * steps_per_epoch(n, schedule.batch_size)
                 )
                 device.sigma = _calibrated_sigma(
-                    float(schedule.target_epsilon), schedule.delta,
-                    sample_rate_for(n, schedule.batch_size), planned,
+                    float(schedule.target_epsilon),
+                    schedule.delta,
+                    sample_rate_for(n, schedule.batch_size),
+                    planned,
                 )
 
 
@@ -129,13 +133,17 @@ def _train_locally(
 ) -> None:
     if not schedule.private:
         train_plain(
-            model, device.features, device.labels,
+            model,
+            device.features,
+            device.labels,
             LocalSchedule(schedule.local_epochs, schedule.batch_size, schedule.learning_rate),
             seed,
         )
         return
     result = train_with_dp(
-        model, device.features, device.labels,
+        model,
+        device.features,
+        device.labels,
         epochs=schedule.local_epochs,
         batch_size=schedule.batch_size,
         learning_rate=schedule.learning_rate,

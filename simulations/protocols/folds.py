@@ -47,9 +47,7 @@ def subject_folds(
     for i, group in enumerate(groups):
         in_test = np.isin(subject_arr, group)
         name = group[0] if len(group) == 1 else f"group-{i + 1:02d}"
-        folds.append(
-            Fold(name, np.flatnonzero(~in_test), np.flatnonzero(in_test), tuple(group))
-        )
+        folds.append(Fold(name, np.flatnonzero(~in_test), np.flatnonzero(in_test), tuple(group)))
     for fold in folds:
         check_fold(fold, subject_arr)
     return folds

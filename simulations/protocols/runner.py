@@ -89,8 +89,9 @@ def make_folds(data: ProtocolData, spec: ProtocolSpec) -> tuple[ProtocolData, li
     if spec.protocol == "cross":
         if not (spec.train_dataset and spec.test_dataset):
             raise ValueError("the cross protocol needs a train and a test dataset")
-        fold = cross_dataset_fold(data.datasets, data.subjects, spec.train_dataset,
-                                  spec.test_dataset)
+        fold = cross_dataset_fold(
+            data.datasets, data.subjects, spec.train_dataset, spec.test_dataset
+        )
         return data, [fold]
     if spec.protocol == "loso":
         names = sorted(set(data.datasets.tolist()))
@@ -141,8 +142,10 @@ def run_protocol(
                 "seconds": round(time.monotonic() - fold_started, 2),
             }
         )
-        say(f"fold {number}/{len(folds)} {fold.name}: {len(fold.test_idx)} test clips, "
-            f"fold UF1 {fold_metrics['uf1']:.3f} ({time.monotonic() - fold_started:.0f}s)")
+        say(
+            f"fold {number}/{len(folds)} {fold.name}: {len(fold.test_idx)} test clips, "
+            f"fold UF1 {fold_metrics['uf1']:.3f} ({time.monotonic() - fold_started:.0f}s)"
+        )
     truth_all, pred_all = np.concatenate(y_true), np.concatenate(y_pred)
     return {
         "version": RESULTS_VERSION,
@@ -174,8 +177,9 @@ def _train_fold(
     if spec.mode == "centralized":
         torch.manual_seed(seed)
         model = build_model(spec.model, num_classes=len(COMPOSITE_CLASSES))
-        schedule = LocalSchedule(spec.rounds * spec.local_epochs, spec.batch_size,
-                                 spec.mode_learning_rate)
+        schedule = LocalSchedule(
+            spec.rounds * spec.local_epochs, spec.batch_size, spec.mode_learning_rate
+        )
         train_plain(model, x, y, schedule, seed)
         return model, 0.0
     subjects = data.subjects[fold.train_idx]

@@ -35,7 +35,16 @@ ACTION_UNITS: dict[str, str] = {"positive": "12", "negative": "4+15", "surprise"
 AU_LANDMARKS: dict[str, tuple[str, ...]] = {
     "positive": ("mouth_l", "mouth_r"),
     "negative": ("brow_l_inner", "brow_r_inner", "mouth_l", "mouth_r"),
-    "surprise": ("brow_l_inner", "brow_l_mid", "brow_l_outer", "brow_r_inner", "brow_r_mid", "brow_r_outer", "lower_lip", "chin"),
+    "surprise": (
+        "brow_l_inner",
+        "brow_l_mid",
+        "brow_l_outer",
+        "brow_r_inner",
+        "brow_r_mid",
+        "brow_r_outer",
+        "lower_lip",
+        "chin",
+    ),
 }
 
 

@@ -27,7 +27,15 @@ from .action_units import ACTION_UNITS, CLASSES
 from .cohort import CohortSpec, _rng, subject_clips
 from .writer import write_frames
 
-CASME2_COLUMNS: tuple[str, ...] = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
+CASME2_COLUMNS: tuple[str, ...] = (
+    "Subject",
+    "Filename",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+)
 SHEET_NAME = "CASME2-coding-synthetic.xlsx"
 FRAMES_DIR = "CASME2_RAW_selected"
 _FIXED_TIME = _dt.datetime(2014, 5, 8, 0, 0, 0)
@@ -56,7 +64,11 @@ def _deterministic_xlsx(wb) -> bytes:
             data = zin.read(info.filename)
             if info.filename == "docProps/core.xml":
                 stamp = _FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>" + stamp + rb"\g<2>", data)
+                data = re.sub(
+                    rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+                    rb"\g<1>" + stamp + rb"\g<2>",
+                    data,
+                )
             zi = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             zi.compress_type = zipfile.ZIP_DEFLATED
             zi.external_attr = info.external_attr
@@ -64,7 +76,7 @@ def _deterministic_xlsx(wb) -> bytes:
     return out.getvalue()
 
 
-def write_casme2_layout(out_root: Path, spec: CohortSpec = CohortSpec()) -> Path:
+def write_casme2_layout(out_root: Path, spec: CohortSpec | None = None) -> Path:
     """Write ``spec``'s cohort in CASME II layout under ``out_root``; return the sheet path.
 
     The frames are the same clips :func:`generate_cohort` renders for
@@ -72,6 +84,7 @@ def write_casme2_layout(out_root: Path, spec: CohortSpec = CohortSpec()) -> Path
     """
     from openpyxl import Workbook
 
+    spec = spec if spec is not None else CohortSpec()
     out_root = Path(out_root)
     rows = []
     for s in range(spec.num_subjects):
@@ -85,7 +98,17 @@ def write_casme2_layout(out_root: Path, spec: CohortSpec = CohortSpec()) -> Path
             folder = out_root / FRAMES_DIR / f"sub{s + 1:02d}" / filename
             write_frames(folder, clip.frames, first_number=first, ext="jpg")
             p = clip.plan
-            rows.append((s + 1, filename, p.onset + first, p.apex + first, p.offset + first, ACTION_UNITS[clip.label], _emotion(clip.label, rng)))
+            rows.append(
+                (
+                    s + 1,
+                    filename,
+                    p.onset + first,
+                    p.apex + first,
+                    p.offset + first,
+                    ACTION_UNITS[clip.label],
+                    _emotion(clip.label, rng),
+                )
+            )
 
     wb = Workbook()
     ws = wb.active

@@ -76,8 +76,12 @@ class ClipPlan:
         """Movement intensity per frame: 0 until onset, raised-cosine rise to
         1 at apex, raised-cosine fall back to 0 at offset."""
         t = np.arange(self.num_frames, dtype=np.float64)
-        rise = 0.5 - 0.5 * np.cos(np.pi * np.clip((t - self.onset) / (self.apex - self.onset), 0, 1))
-        fall = 0.5 + 0.5 * np.cos(np.pi * np.clip((t - self.apex) / (self.offset - self.apex), 0, 1))
+        rise = 0.5 - 0.5 * np.cos(
+            np.pi * np.clip((t - self.onset) / (self.apex - self.onset), 0, 1)
+        )
+        fall = 0.5 + 0.5 * np.cos(
+            np.pi * np.clip((t - self.apex) / (self.offset - self.apex), 0, 1)
+        )
         return np.where(t <= self.apex, rise, fall)
 
     def eyelid_closure(self) -> np.ndarray:
@@ -92,7 +96,14 @@ def _frames(seconds: float, fps: int) -> int:
     return max(int(round(seconds * fps)), 1)
 
 
-def plan_clip(rng: np.random.Generator, identity: Identity, renderer: FaceRenderer, label: str, fps: int = 100, face_width: int = 128) -> ClipPlan:
+def plan_clip(
+    rng: np.random.Generator,
+    identity: Identity,
+    renderer: FaceRenderer,
+    label: str,
+    fps: int = 100,
+    face_width: int = 128,
+) -> ClipPlan:
     """Draw a clip's timing, movement, blinks, jitter and noise seed.
 
     Blinks and jitter are drawn independently of ``label``: they are
@@ -142,10 +153,14 @@ def plan_clip(rng: np.random.Generator, identity: Identity, renderer: FaceRender
 
 def _base_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     g = np.arange(size, dtype=np.float32)
-    return np.broadcast_to(g[None, :], (size, size)).copy(), np.broadcast_to(g[:, None], (size, size)).copy()
+    return np.broadcast_to(g[None, :], (size, size)).copy(), np.broadcast_to(
+        g[:, None], (size, size)
+    ).copy()
 
 
-def inverse_map(field: np.ndarray, shift: tuple[float, float], iterations: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def inverse_map(
+    field: np.ndarray, shift: tuple[float, float], iterations: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Sampling maps that move content forward by ``field + shift``.
 
     ``cv2.remap`` pulls: ``out(q) = src(map(q))``.  For a point ``p`` to land

@@ -83,7 +83,9 @@ class FaceGeometry:
         return (int(round(x)), int(round(y)), int(round(w)), int(round(h)))
 
 
-def face_layout(identity: Identity, canvas: int = 160, face_width: int = 128, pad: int = 0) -> FaceLayout:
+def face_layout(
+    identity: Identity, canvas: int = 160, face_width: int = 128, pad: int = 0
+) -> FaceLayout:
     """Place the identity's facial features on a ``canvas`` x ``canvas`` image.
 
     ``pad`` shifts everything by ``pad`` pixels (used to render on a larger
@@ -112,9 +114,15 @@ def face_layout(identity: Identity, canvas: int = 160, face_width: int = 128, pa
     brow_len = idt.brow_len * u
     for side, sgn in (("l", -1.0), ("r", 1.0)):
         cx = ax + sgn * (half_sep + 0.015 * u)
-        lm[f"brow_{side}_inner"] = (cx - sgn * brow_len / 2.0, brow_y + 0.2 * idt.brow_arch * brow_len)
+        lm[f"brow_{side}_inner"] = (
+            cx - sgn * brow_len / 2.0,
+            brow_y + 0.2 * idt.brow_arch * brow_len,
+        )
         lm[f"brow_{side}_mid"] = (cx, brow_y - 0.5 * idt.brow_arch * brow_len)
-        lm[f"brow_{side}_outer"] = (cx + sgn * brow_len / 2.0, brow_y + 0.35 * idt.brow_arch * brow_len)
+        lm[f"brow_{side}_outer"] = (
+            cx + sgn * brow_len / 2.0,
+            brow_y + 0.35 * idt.brow_arch * brow_len,
+        )
     nose_y = ay + idt.nose_dy * u
     lm["nose_tip"] = (ax, nose_y)
     lm["nostril_l"] = (ax - 0.28 * idt.nose_w * u, nose_y + 0.025 * u)
@@ -159,10 +167,14 @@ class _Mask:
     y0: int
     data: np.ndarray
 
-    def blurred(self, sigma: float) -> "_Mask":
+    def blurred(self, sigma: float) -> _Mask:
         if sigma <= 0:
             return self
-        return _Mask(self.x0, self.y0, cv2.GaussianBlur(self.data, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT))
+        return _Mask(
+            self.x0,
+            self.y0,
+            cv2.GaussianBlur(self.data, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT),
+        )
 
     def region_of(self, img: np.ndarray) -> np.ndarray:
         h, w = self.data.shape
@@ -197,7 +209,9 @@ class _Raster:
 
     def ellipse(self, center: Point, axes: Point, angle: float = 0.0, margin: float = 0.0) -> _Mask:
         r = max(axes)
-        x0, y0, x1, y1 = self._roi((center[0] - r, center[1] - r), (center[0] + r, center[1] + r), margin)
+        x0, y0, x1, y1 = self._roi(
+            (center[0] - r, center[1] - r), (center[0] + r, center[1] + r), margin
+        )
         buf = np.zeros(((y1 - y0) * _SS, (x1 - x0) * _SS), np.uint8)
         cv2.ellipse(
             buf,
@@ -297,7 +311,16 @@ def _brow_polygon(inner: Point, mid: Point, outer: Point, thick: float) -> np.nd
     return np.concatenate([top, bot], 0)
 
 
-def _paint_eye(img: np.ndarray, base: np.ndarray, ras: _Raster, lay: FaceLayout, center: Point, skin: np.ndarray, iris_bgr, closure: float) -> None:
+def _paint_eye(
+    img: np.ndarray,
+    base: np.ndarray,
+    ras: _Raster,
+    lay: FaceLayout,
+    center: Point,
+    skin: np.ndarray,
+    iris_bgr,
+    closure: float,
+) -> None:
     """Sclera, iris, pupil, glint, eyelid (lowered by ``closure``) and lashes.
 
     ``base`` is the face without eyes: the eyelid takes its (shaded) skin
@@ -326,7 +349,12 @@ def _paint_eye(img: np.ndarray, base: np.ndarray, ras: _Raster, lay: FaceLayout,
     _paint(img, ras.region(lo, hi, opening), (205.0, 212.0, 218.0))
     _paint(img, ras.region(lo, hi, disc(cx, cy, ir)), iris_bgr)
     _paint(img, ras.region(lo, hi, disc(cx, cy, 0.45 * ir)), (12.0, 12.0, 14.0))
-    _paint(img, ras.region(lo, hi, disc(cx - 0.35 * ir, cy - 0.35 * ir, 0.18 * ir)), (235.0, 238.0, 240.0), 0.8)
+    _paint(
+        img,
+        ras.region(lo, hi, disc(cx - 0.35 * ir, cy - 0.35 * ir, 0.18 * ir)),
+        (235.0, 238.0, 240.0),
+        0.8,
+    )
     if closure > 0:
         # The closed part of the eye: eyelid skin, slightly darker than the face.
         def lid_skin(x, y):
@@ -360,9 +388,15 @@ def _render_base(identity: Identity, lay: FaceLayout, canvas: int) -> np.ndarray
     oval = ras.ellipse(oc, (oa, ob))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     r2 = ((xx - oc[0]) / oa) ** 2 + ((yy - oc[1]) / ob) ** 2
-    shade = 1.0 - 0.30 * np.clip(r2, 0, 1) ** 2 - 0.08 * np.clip((np.abs(xx - oc[0]) / oa), 0, 1) ** 3
+    shade = (
+        1.0 - 0.30 * np.clip(r2, 0, 1) ** 2 - 0.08 * np.clip((np.abs(xx - oc[0]) / oa), 0, 1) ** 3
+    )
     face = skin[None, None, :] * (shade * (1.0 + skin_tex))[..., None]
-    _paint(img, oval, face[oval.y0 : oval.y0 + oval.data.shape[0], oval.x0 : oval.x0 + oval.data.shape[1]])
+    _paint(
+        img,
+        oval,
+        face[oval.y0 : oval.y0 + oval.data.shape[0], oval.x0 : oval.x0 + oval.data.shape[1]],
+    )
 
     def soft_ellipse(center: Point, axes: Point, sigma: float, angle: float = 0.0) -> _Mask:
         return ras.ellipse(center, axes, angle, margin=3 * sigma).blurred(sigma)
@@ -377,9 +411,19 @@ def _render_base(identity: Identity, lay: FaceLayout, canvas: int) -> np.ndarray
     # Nose: bright bridge, shaded sides, nostrils and the shadow under the tip.
     nx, ny = lm["nose_tip"]
     eye_y = lm["eye_mid"][1]
-    _shade(img, soft_ellipse((nx, 0.5 * (eye_y + ny) - 0.02 * u), (0.035 * u, 0.5 * (ny - eye_y) + 0.02 * u), 0.02 * u), 0.12)
+    _shade(
+        img,
+        soft_ellipse(
+            (nx, 0.5 * (eye_y + ny) - 0.02 * u),
+            (0.035 * u, 0.5 * (ny - eye_y) + 0.02 * u),
+            0.02 * u,
+        ),
+        0.12,
+    )
     for sgn in (-1.0, 1.0):
-        side_pts = np.array([[nx + sgn * 0.07 * u, eye_y + 0.08 * u], [nx + sgn * 0.09 * u, ny - 0.03 * u]])
+        side_pts = np.array(
+            [[nx + sgn * 0.07 * u, eye_y + 0.08 * u], [nx + sgn * 0.09 * u, ny - 0.03 * u]]
+        )
         _shade(img, ras.polyline(side_pts, 0.03 * u, margin=0.075 * u).blurred(0.025 * u), -0.16)
     _shade(img, soft_ellipse((nx, ny - 0.01 * u), (0.05 * u, 0.035 * u), 0.015 * u), 0.10)
     _shade(img, soft_ellipse((nx, ny + 0.035 * u), (0.09 * u, 0.022 * u), 0.012 * u), -0.22)
@@ -392,12 +436,19 @@ def _render_base(identity: Identity, lay: FaceLayout, canvas: int) -> np.ndarray
         cx, cy = lm[f"eye_{side}"]
         xs = np.linspace(cx - ex, cx + ex, 25)
         pr = np.sqrt(np.clip(1.0 - ((xs - cx) / ex) ** 2, 0.0, 1.0))
-        crease = ras.polyline(np.stack([xs, cy - 1.9 * ey * pr - 0.2 * ey], 1), 0.014 * u, margin=2.0)
+        crease = ras.polyline(
+            np.stack([xs, cy - 1.9 * ey * pr - 0.2 * ey], 1), 0.014 * u, margin=2.0
+        )
         _paint(img, crease.blurred(0.6), skin * 0.6, 0.5)
 
     # Brows.
     for side in ("l", "r"):
-        poly = _brow_polygon(lm[f"brow_{side}_inner"], lm[f"brow_{side}_mid"], lm[f"brow_{side}_outer"], identity.brow_thick * u)
+        poly = _brow_polygon(
+            lm[f"brow_{side}_inner"],
+            lm[f"brow_{side}_mid"],
+            lm[f"brow_{side}_outer"],
+            identity.brow_thick * u,
+        )
         _paint(img, ras.polygon(poly, margin=2.0).blurred(0.4), identity.brows, 0.92)
 
     # Mouth: lips, the dark line between them, corner shadows, chin groove.
@@ -409,15 +460,27 @@ def _render_base(identity: Identity, lay: FaceLayout, canvas: int) -> np.ndarray
     upper = my - identity.upper_lip * u * s**0.6 * bow
     lower = my + identity.lower_lip * u * s**0.55
     line_y = my + 0.06 * identity.upper_lip * u * s
-    lips = ras.polygon(np.concatenate([np.stack([mx + xs, upper], 1), np.stack([mx + xs, lower], 1)[::-1]]), margin=2.0)
+    lips = ras.polygon(
+        np.concatenate([np.stack([mx + xs, upper], 1), np.stack([mx + xs, lower], 1)[::-1]]),
+        margin=2.0,
+    )
     _paint(img, lips.blurred(0.3), identity.lips, 0.95)
     ll = identity.lower_lip * u
     _shade(img, soft_ellipse((mx, my + 0.55 * ll), (0.45 * hw, 0.25 * ll), 0.01 * u), 0.10)
-    _paint(img, ras.polyline(np.stack([mx + xs * 1.02, line_y], 1), 0.018 * u, margin=2.0).blurred(0.3), (25.0, 22.0, 35.0), 0.85)
+    _paint(
+        img,
+        ras.polyline(np.stack([mx + xs * 1.02, line_y], 1), 0.018 * u, margin=2.0).blurred(0.3),
+        (25.0, 22.0, 35.0),
+        0.85,
+    )
     for key in ("mouth_l", "mouth_r"):
         _shade(img, soft_ellipse(lm[key], (0.02 * u, 0.015 * u), 0.01 * u), -0.35)
     _shade(img, soft_ellipse((mx, my + ll + 0.04 * u), (0.12 * u, 0.025 * u), 0.02 * u), -0.12)
-    _shade(img, soft_ellipse((lm["chin"][0], lm["chin"][1] - 0.03 * u), (0.12 * u, 0.05 * u), 0.03 * u), 0.06)
+    _shade(
+        img,
+        soft_ellipse((lm["chin"][0], lm["chin"][1] - 0.03 * u), (0.12 * u, 0.05 * u), 0.03 * u),
+        0.06,
+    )
     return img
 
 
@@ -430,7 +493,14 @@ class FaceRenderer:
     so repeated levels hit the cache.
     """
 
-    def __init__(self, identity: Identity, canvas: int = 160, face_width: int = 128, pad: int = 0, blink_levels: int = 20) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        canvas: int = 160,
+        face_width: int = 128,
+        pad: int = 0,
+        blink_levels: int = 20,
+    ) -> None:
         self.identity = identity
         self.layout = face_layout(identity, canvas, face_width, pad)
         self._canvas = canvas
@@ -452,14 +522,29 @@ class FaceRenderer:
             ras = _Raster(self.layout.canvas)
             skin = np.asarray(self.identity.skin, np.float32)
             for side in ("l", "r"):
-                _paint_eye(img, self._base, ras, self.layout, self.layout.landmarks[f"eye_{side}"], skin, self.identity.iris, key / self._levels)
+                _paint_eye(
+                    img,
+                    self._base,
+                    ras,
+                    self.layout,
+                    self.layout.landmarks[f"eye_{side}"],
+                    skin,
+                    self.identity.iris,
+                    key / self._levels,
+                )
             img = cv2.GaussianBlur(img, (0, 0), 0.5, borderType=cv2.BORDER_REFLECT_101)
             np.clip(img, 0.0, 255.0, out=img)
             self._cache[key] = img
         return img
 
 
-def render_neutral(identity: Identity, canvas: int = 160, face_width: int = 128, eyelid_closure: float = 0.0, pad: int = 0) -> tuple[np.ndarray, FaceLayout]:
+def render_neutral(
+    identity: Identity,
+    canvas: int = 160,
+    face_width: int = 128,
+    eyelid_closure: float = 0.0,
+    pad: int = 0,
+) -> tuple[np.ndarray, FaceLayout]:
     """Render the neutral face, unlit, as float32 BGR in ``[0, 255]``.
 
     ``eyelid_closure`` in ``[0, 1]`` lowers both upper lids (0 open, 1 shut).
@@ -472,7 +557,9 @@ def render_neutral(identity: Identity, canvas: int = 160, face_width: int = 128,
 def lighting_field(identity: Identity, size: int) -> np.ndarray:
     """Per-pixel multiplicative lighting (exposure gain x linear gradient)."""
     c = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0) / size
-    field_ = identity.light_gain * (1.0 + identity.light_grad_x * c[None, :] + identity.light_grad_y * c[:, None])
+    field_ = identity.light_gain * (
+        1.0 + identity.light_grad_x * c[None, :] + identity.light_grad_y * c[:, None]
+    )
     return field_.astype(np.float32)
 
 
@@ -513,7 +600,13 @@ def render_face(
     landmarks = dict(lay.landmarks)
     if angle_deg:
         mat = cv2.getRotationMatrix2D(center, angle_deg, 1.0)
-        img = cv2.warpAffine(img, mat, (lay.canvas, lay.canvas), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        img = cv2.warpAffine(
+            img,
+            mat,
+            (lay.canvas, lay.canvas),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
         landmarks = {k: _rotate_point(p, center, angle_deg) for k, p in landmarks.items()}
         img = img[pad : pad + canvas, pad : pad + canvas]
         landmarks = {k: (p[0] - pad, p[1] - pad) for k, p in landmarks.items()}

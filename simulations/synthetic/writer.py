@@ -56,7 +56,7 @@ def _write(path: Path, frames: np.ndarray, fps: float, fourcc: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lossless_fourcc(preferred: str = "HFYU") -> str:
     """The first codec that writes an AVI which reads back bit-exactly.
 
@@ -101,7 +101,13 @@ def frame_name(number: int, ext: str = "jpg", prefix: str = "img") -> str:
     return f"{prefix}{number}.{ext}"
 
 
-def write_frames(folder: str | Path, frames: np.ndarray, first_number: int = 1, ext: str = "jpg", jpeg_quality: int = 95) -> list[Path]:
+def write_frames(
+    folder: str | Path,
+    frames: np.ndarray,
+    first_number: int = 1,
+    ext: str = "jpg",
+    jpeg_quality: int = 95,
+) -> list[Path]:
     """Write one image per frame as ``folder/img{N}.{ext}``, N from ``first_number``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
