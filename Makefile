@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 flwr-run: $(STAMP)
-	$(BIN)/python -m simulations.flwr_local --supernodes 16
+	$(BIN)/python -m simulations.flwr_local
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -30,7 +30,6 @@ from common.privacy.ledger import (
     private_key_bytes,
 )
 
-STATE_DIR_KEY = "state-dir"
 LEDGER_FILE = "privacy_ledger.jsonl"
 KEY_FILE = "device_ed25519.pem"
 _STATE_KEY = "fedmer-privacy-state"
@@ -76,9 +75,8 @@ class DevicePrivacyState:
         return float(trained[0]["sigma"]) if trained else None
 
 
-def open_device_state(context: Context) -> DevicePrivacyState:
-    """The device's ledger, on disk if the node config names a state dir."""
-    state_dir = str(context.node_config.get(STATE_DIR_KEY, ""))
+def open_device_state(context: Context, state_dir: str) -> DevicePrivacyState:
+    """The device's ledger, on disk if its node config names a state dir."""
     if state_dir:
         directory = Path(state_dir)
         store: LineStore = FileLines(directory / LEDGER_FILE)

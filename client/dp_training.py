@@ -8,7 +8,6 @@ silently report per-round epsilon instead of cumulative epsilon.
 
 from __future__ import annotations
 
-import math
 import secrets
 import warnings
 import zlib
@@ -52,18 +51,13 @@ class LocalTrainingResult:
         return total_steps(self.history)
 
 
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-    """Opacus' Poisson loader runs ceil(n / B) steps per epoch with q = 1 / that."""
-    return max(1, math.ceil(num_examples / batch_size))
-
-
-def sample_rate_for(num_examples: int, batch_size: int) -> float:
-    """The Poisson sampling rate q that Opacus will use for this data size."""
-    return 1.0 / steps_per_epoch(num_examples, batch_size)
-
-
 def device_seed(run_seed: int, server_round: int, device_id: str) -> int:
-    """Seed for batch sampling: reproducible per run, round and device (never for noise)."""
+    """Seed for batch sampling: reproducible per run, round and device (never for noise).
+
+    The coordinator knows all three inputs; the privacy issue replaces this
+    with a secret source on the device so that subsampling amplification
+    holds against the coordinator too.
+    """
     return run_seed * 100_003 + server_round * 1009 + zlib.crc32(device_id.encode()) % 1000
 
 

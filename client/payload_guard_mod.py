@@ -18,5 +18,5 @@ def payload_guard_mod(msg: Message, context: Context, call_next: ClientAppCallab
     """
     reply = call_next(msg, context)
     if reply.has_content():
-        check_reply(reply.content, msg.content)
+        check_reply(reply.content, msg.content, msg.metadata.message_type)
     return reply

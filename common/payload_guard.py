@@ -1,6 +1,9 @@
-"""The schema of what may leave a device, enforced on the device.
+"""What may leave a device, enforced on the device.
 
-A reply may carry only:
+Two checks, both on every reply: it must parse as exactly one message of the
+wire schema (:mod:`common.wire`), so no record, metric or info field that the
+schema does not declare can leave; and its values must be of the allowed
+kinds and sizes:
 
 * ``arrays``: an ArrayRecord whose names, shapes and dtypes are exactly those
   of the global model the device received;
@@ -31,12 +34,22 @@ from dataclasses import dataclass
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from common.privacy.ledger import LedgerError, decode_entry
+from common.wire import (
+    ARRAYS,
+    INFO,
+    LEDGER_ENTRY,
+    LEGACY_FIT_IN,
+    LEGACY_METRICS,
+    LEGACY_NUM_EXAMPLES,
+    LEGACY_PARAMETERS,
+    LEGACY_STATUS,
+    METRICS,
+    WireError,
+    parse_reply,
+)
 
 MAX_STRING_LENGTH = 256
 MAX_LEDGER_ENTRY_LENGTH = 2048
-ARRAYS_KEY, METRICS_KEY, INFO_KEY = "arrays", "metrics", "info"
-LEDGER_ENTRY_KEY = "ledger-entry"
-LEGACY_FIT_IN = "fitins.parameters"
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,8 @@ class ReplySchema:
     info: tuple[str, ...]
 
 
-MESSAGE_API = ReplySchema(ARRAYS_KEY, METRICS_KEY, (INFO_KEY,))
-LEGACY_FIT = ReplySchema(
-    "fitres.parameters", "fitres.num_examples", ("fitres.metrics", "fitres.status")
-)
+MESSAGE_API = ReplySchema(ARRAYS, METRICS, (INFO,))
+LEGACY_FIT = ReplySchema(LEGACY_PARAMETERS, LEGACY_NUM_EXAMPLES, (LEGACY_METRICS, LEGACY_STATUS))
 
 
 class PayloadViolation(RuntimeError):
@@ -78,12 +89,16 @@ def check_outgoing(
         _check_info(record)
 
 
-def check_reply(reply: RecordDict, request: RecordDict) -> None:
+def check_reply(reply: RecordDict, request: RecordDict, message_type: str) -> None:
     """Check a reply against the request it answers (Message API or legacy SecAgg+ fit)."""
     if LEGACY_FIT_IN in request.array_records:
         check_outgoing(reply, legacy_reference(request.array_records[LEGACY_FIT_IN]), LEGACY_FIT)
     else:
-        check_outgoing(reply, request.array_records.get(ARRAYS_KEY))
+        check_outgoing(reply, request.array_records.get(ARRAYS))
+    try:
+        parse_reply(message_type, reply)
+    except WireError as exc:
+        raise PayloadViolation(f"a {message_type} reply must fit the wire schema: {exc}") from None
 
 
 def legacy_reference(record: ArrayRecord) -> ArrayRecord:
@@ -125,7 +140,7 @@ def _check_metrics(record: MetricRecord) -> None:
 
 def _check_info(record: ConfigRecord) -> None:
     for name, value in record.items():
-        if name == LEDGER_ENTRY_KEY:
+        if name == LEDGER_ENTRY:
             _check_ledger_entry(value)
         elif isinstance(value, str):
             if len(value) > MAX_STRING_LENGTH:
@@ -142,10 +157,10 @@ def _check_info(record: ConfigRecord) -> None:
 def _check_ledger_entry(value: object) -> None:
     if not isinstance(value, str) or len(value) > MAX_LEDGER_ENTRY_LENGTH:
         raise PayloadViolation(
-            f"info {LEDGER_ENTRY_KEY!r} must be a string of at most "
+            f"info {LEDGER_ENTRY!r} must be a string of at most "
             f"{MAX_LEDGER_ENTRY_LENGTH} characters"
         )
     try:
         decode_entry(value)
     except LedgerError as exc:
-        raise PayloadViolation(f"info {LEDGER_ENTRY_KEY!r} is not a ledger entry: {exc}") from None
+        raise PayloadViolation(f"info {LEDGER_ENTRY!r} is not a ledger entry: {exc}") from None

@@ -1,9 +1,19 @@
-"""The run-config schema shared by the ServerApp, the ClientApp and the CLI.
+"""The run-config schema: the one place every run-config key is declared.
 
 Flower passes run config as a flat dict with kebab-case keys (declared in
-``pyproject.toml`` under ``[tool.flwr.app.config]``). This dataclass is the one
-place that names those keys, gives their types and their defaults; a test
-checks that ``pyproject.toml`` declares the same defaults.
+``pyproject.toml`` under ``[tool.flwr.app.config]``). Each field of
+:class:`RunConfig` declares its type, default, help text and the side that
+reads it:
+
+* ``coordinator``: the ServerApp (rounds, strategy, client-level DP, ...);
+* ``device``: the ClientApp (local training, DP-SGD); a device treats these
+  as a *request*, bounded by its own node config (:mod:`common.node_config`);
+* ``simulation``: only the local harness (cohort, held-out subjects, where the
+  simulated devices' folders are).
+
+The CLI generates its flags from these fields (``fedmer/run_config_flags.py``),
+and a test checks that ``pyproject.toml`` declares the same defaults, so the
+three can never drift apart.
 """
 
 from __future__ import annotations
@@ -13,92 +23,159 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+COORDINATOR, DEVICE, SIMULATION = "coordinator", "device", "simulation"
+SIDES = (COORDINATOR, DEVICE, SIMULATION)
+
+
+def _key(default: Any, side: str, help: str) -> Any:
+    """A run-config field: its default, which side reads it, and its help text."""
+    return dataclasses.field(default=default, metadata={"side": side, "help": help})
+
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a federated run needs to know, on both sides."""
 
-    num_server_rounds: int = 12
-    local_epochs: int = 2
-    batch_size: int = 8
-    learning_rate: float = 0.5
-    model: str = "ststnet"
-    # DP-SGD (sample-level). When target_epsilon > 0, each client calibrates sigma
-    # once, for all rounds it plans to train; otherwise noise_multiplier is used.
-    target_epsilon: float = 8.0
-    noise_multiplier: float = 1.1
-    max_grad_norm: float = 1.0
-    delta: float = 1e-5
-    # Device budget for sample-level epsilon; a device refuses a round that would
-    # exceed it. 0 = the target epsilon (if set). A node config `epsilon-budget`
-    # overrides this for one device.
-    epsilon_budget: float = 0.0
-    # Client-level DP-FedAvg (protects a whole device): updates clipped to
-    # client_clipping_norm, Gaussian noise z * norm on their sum. z comes from
-    # client_target_epsilon (calibrated once for all rounds) if > 0, else from
-    # client_noise_multiplier; both 0 = off. The server stops the run before a
-    # round that would exceed client_epsilon_budget (0 = the target, if set).
-    client_target_epsilon: float = 0.0
-    client_noise_multiplier: float = 0.0
-    client_clipping_norm: float = 1.0
-    client_epsilon_budget: float = 0.0
-    # SecAgg+ (Flower's legacy workflow): the server only sees the sum of the
-    # clipped updates. Tolerates devices dropping out while at least
-    # secagg_reconstruction_threshold of each device's secagg_num_shares
-    # neighbours stay.
-    secagg: bool = False
-    secagg_num_shares: int = 5
-    secagg_reconstruction_threshold: int = 3
-    seed: int = 0
-    # Devices that must answer the census before round 1, and how long any
-    # round may wait for replies.
-    min_nodes: int = 16
-    round_timeout: float = 600.0
-    # Aggregation: fedavg, fedprox, trimmed-mean, median, krum or multikrum;
-    # updates that are non-finite, misshapen or (when max_update_norm > 0)
-    # too large are rejected before aggregation.
-    strategy: str = "fedavg"
-    trim: float = 0.2
-    num_malicious: int = 1
-    max_update_norm: float = 0.0
-    # Robustness experiments only: the simulated device with this partition id
-    # (-1 = none) sends a poisoned update (see client/poisoning_mod.py).
-    poison_partition: int = -1
-    poison_mode: str = "sign-flip"
-    poison_scale: float = 20.0
-    # Simulation: subjects held out of training and used only for evaluation.
-    num_heldout_subjects: int = 4
-    # Built-in synthetic cohort, used when data_manifest is empty.
-    cohort_subjects: int = 16
-    cohort_clips_per_class: int = 8
-    data_manifest: str = ""
-    cache_dir: str = ""
-    out_dir: str = ""
+    num_server_rounds: int = _key(12, COORDINATOR, "federated rounds")
+    local_epochs: int = _key(2, DEVICE, "passes over the local clips per round")
+    batch_size: int = _key(8, DEVICE, "expected batch size (Poisson sampling rate = batch / clips)")
+    learning_rate: float = _key(0.5, DEVICE, "local SGD step size")
+    model: str = _key("ststnet", COORDINATOR, "model architecture (ststnet, off-apexnet, ...)")
+    dp_sgd: bool = _key(
+        True,
+        DEVICE,
+        "train with DP-SGD; false trains without noise or clipping, which a device "
+        "accepts only if its node config sets allow-non-private",
+    )
+    target_epsilon: float = _key(
+        8.0,
+        DEVICE,
+        "sample-level ε each device may spend over the whole run; σ is calibrated "
+        "once for it (0 = use noise-multiplier)",
+    )
+    noise_multiplier: float = _key(1.1, DEVICE, "DP-SGD σ when target-epsilon is 0")
+    max_grad_norm: float = _key(1.0, DEVICE, "DP-SGD per-sample clipping norm C")
+    delta: float = _key(1e-5, DEVICE, "δ of every reported (ε, δ)")
+    epsilon_budget: float = _key(
+        0.0,
+        DEVICE,
+        "sample-level ε a device refuses to exceed (0 = the target); a node "
+        "config epsilon-budget takes precedence",
+    )
+    client_target_epsilon: float = _key(
+        0.0, COORDINATOR, "client-level DP-FedAvg: ε for the whole run (0 = off)"
+    )
+    client_noise_multiplier: float = _key(
+        0.0, COORDINATOR, "client-level DP-FedAvg noise z when client-target-epsilon is 0"
+    )
+    client_clipping_norm: float = _key(1.0, COORDINATOR, "client-level update clipping norm")
+    client_epsilon_budget: float = _key(
+        0.0, COORDINATOR, "client-level ε at which the run stops (0 = the target)"
+    )
+    secagg: bool = _key(False, COORDINATOR, "aggregate with SecAgg+ (the server sees only the sum)")
+    secagg_num_shares: int = _key(5, COORDINATOR, "SecAgg+: neighbours each secret is shared with")
+    secagg_reconstruction_threshold: int = _key(
+        3, COORDINATOR, "SecAgg+: shares needed to reconstruct a secret"
+    )
+    seed: int = _key(
+        0, COORDINATOR, "seed of the initial model, the cohort and the held-out draw (never noise)"
+    )
+    min_nodes: int = _key(16, COORDINATOR, "devices that must answer the census before round 1")
+    census_settle: float = _key(
+        2.0, COORDINATOR, "seconds with no new device before the census is taken"
+    )
+    round_timeout: float = _key(600.0, COORDINATOR, "seconds a round waits for replies")
+    strategy: str = _key(
+        "fedavg", COORDINATOR, "fedavg, fedprox, trimmed-mean, median, krum or multikrum"
+    )
+    trim: float = _key(0.2, COORDINATOR, "trimmed-mean: fraction cut from each end")
+    num_malicious: int = _key(1, COORDINATOR, "krum/multikrum: devices assumed malicious")
+    max_update_norm: float = _key(
+        0.0, COORDINATOR, "reject updates farther than this (L2) from the global model (0 = off)"
+    )
+    num_heldout_subjects: int = _key(
+        4, SIMULATION, "subjects held out of training, evaluated every round"
+    )
+    cohort_subjects: int = _key(16, SIMULATION, "synthetic cohort: number of subjects")
+    cohort_clips_per_class: int = _key(
+        8, SIMULATION, "synthetic cohort: clips per class and subject"
+    )
+    data_manifest: str = _key("", SIMULATION, "generic manifest CSV (empty = synthetic cohort)")
+    simulation_dir: str = _key(
+        "",
+        SIMULATION,
+        "folder of the simulated devices' data folders and node configs, read only "
+        "by simulated devices (empty = <out-dir>/devices)",
+    )
+    cache_dir: str = _key("", SIMULATION, "feature cache (empty = $FEDMER_CACHE/features)")
+    out_dir: str = _key("", COORDINATOR, "run folder (empty = runs/<run-id>)")
 
     @classmethod
     def from_flower(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Build from Flower's kebab-case run config, ignoring unknown keys."""
         kwargs: dict[str, Any] = {}
         for field in fields(cls):
-            key = field.name.replace("_", "-")
+            key = flag_name(field.name)
             if key in run_config:
                 kwargs[field.name] = _coerce(field.type, run_config[key], key)
         return cls(**kwargs)
 
     def to_flower(self) -> dict[str, bool | int | float | str]:
         """Kebab-case dict, as accepted by ``flwr run --run-config`` or a ConfigRecord."""
-        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+        return {flag_name(f.name): getattr(self, f.name) for f in fields(self)}
 
     def replace(self, **changes: Any) -> RunConfig:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class RunConfigKey:
+    """One declared key, as the CLI and the docs see it."""
+
+    name: str  # kebab-case, as in pyproject.toml
+    attribute: str
+    type: type
+    default: Any
+    side: str
+    help: str
+
+
+def run_config_keys(sides: tuple[str, ...] = SIDES) -> list[RunConfigKey]:
+    """Every declared key read by one of ``sides``, in declaration order."""
+    return [
+        RunConfigKey(
+            name=flag_name(f.name),
+            attribute=f.name,
+            type=_TYPES[str(f.type)],
+            default=f.default,
+            side=f.metadata["side"],
+            help=f.metadata["help"],
+        )
+        for f in fields(RunConfig)
+        if f.metadata["side"] in sides
+    ]
+
+
+def flag_name(attribute: str) -> str:
+    return attribute.replace("_", "-")
+
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
 def _coerce(type_name: Any, value: Any, key: str) -> Any:
     """Convert a run-config value to the field's declared type, naming the key on error."""
-    target = {"int": int, "float": float, "str": str, "bool": bool}[str(type_name)]
-    if target is bool and isinstance(value, str):
-        return value.lower() in {"1", "true", "yes"}
+    target = _TYPES[str(type_name)]
+    if target is bool:
+        if isinstance(value, str):
+            lowered = value.lower()
+            if lowered in {"1", "true", "yes"}:
+                return True
+            if lowered in {"0", "false", "no", ""}:
+                return False
+            raise ValueError(f"run config {key}={value!r} is not a valid bool")
+        return bool(value)
     try:
         return target(value)
     except (TypeError, ValueError):

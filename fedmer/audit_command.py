@@ -106,7 +106,7 @@ def _ledger_files(inputs: list[Path]) -> list[Path]:
 
 
 def _empirical(args: argparse.Namespace) -> int:
-    from common.privacy.empirical_audit import EmpiricalAuditConfig, run_empirical_audit
+    from simulations.empirical_audit import EmpiricalAuditConfig, run_empirical_audit
 
     results = {}
     for label, epsilon in (("dp", args.epsilon), ("non-dp baseline", 0.0)):

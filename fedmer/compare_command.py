@@ -3,7 +3,8 @@
 Runs centralized, non-DP FedAvg and FedAvg+DP-SGD at each ε of the sweep on
 the same folds, then writes ``comparison.md`` (table), ``privacy_utility.png``
 (UF1 and UAR against ε, with the centralized and non-DP FedAvg lines) and
-each row's results JSON under ``results/``.
+each row's pooled results under ``<row>/protocol.json``, with every fold's
+``results.json`` (and the devices' ledgers) under ``<row>/fold-NN/``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import time
 from pathlib import Path
 
 from common.atomic_io import write_json_atomic
-from fedmer.evaluate_command import add_protocol_arguments, fail, load_data, say, spec_from_args
+from fedmer.evaluate_command import (
+    SUMMARY_FILE,
+    add_protocol_arguments,
+    fail,
+    load_data,
+    say,
+    spec_from_args,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,8 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="1,2,4,8,inf",
         help="comma-separated ε sweep; inf is the non-DP FedAvg row",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
-    add_protocol_arguments(p)
+    add_protocol_arguments(p, default_out="runs/compare")
     p.set_defaults(handler=run)
 
 
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from simulations.protocols.runner import make_folds, run_protocol
 
     started = time.monotonic()
+    out_dir = Path(args.out_dir).resolve()
     command = "fedmer " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
     try:
         specs = comparison_specs(spec_from_args(args, "centralized"), parse_epsilons(args.epsilons))
@@ -62,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(err)
     results = []
     for number, spec in enumerate(specs, 1):
-        label = spec.mode + (f" ε={spec.target_epsilon:g}" if spec.epsilon else "")
+        label = spec.mode + (f" ε={spec.epsilon:g}" if spec.epsilon else "")
         say(f"[{number}/{len(specs)}] {label}")
-        result = run_protocol(data, spec, say)
+        name = spec.mode + (f"-eps{spec.epsilon:g}" if spec.epsilon else "")
+        result = run_protocol(data, spec, manifest, out_dir / name, say)
         result["manifest"] = str(manifest)
-        name = spec.mode + (f"-eps{spec.target_epsilon:g}" if spec.epsilon else "")
-        write_json_atomic(args.out / "results" / f"{name}.json", result)
+        write_json_atomic(out_dir / name / SUMMARY_FILE, result)
         results.append(result)
     table = render_table(results)
     per_dataset = render_per_dataset(results)
@@ -76,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
         + (f"Command: `{command}`\n\n" if command else "")
         + f"Data: `{manifest}`; {len(data)} clips. Elapsed {time.monotonic() - started:.0f}s.\n\n"
     )
-    (args.out).mkdir(parents=True, exist_ok=True)
+    (out_dir).mkdir(parents=True, exist_ok=True)
     extra = "\n" + per_dataset if per_dataset else ""
-    (args.out / "comparison.md").write_text(header + table + extra)
-    write_json_atomic(args.out / "comparison.json", {"command": command, "rows": results})
-    plot_privacy_utility(results, args.out / "privacy_utility.png")
+    (out_dir / "comparison.md").write_text(header + table + extra)
+    write_json_atomic(out_dir / "comparison.json", {"command": command, "rows": results})
+    plot_privacy_utility(results, out_dir / "privacy_utility.png")
     print(table, flush=True)
-    say(f"wrote {args.out / 'comparison.md'} and {args.out / 'privacy_utility.png'}")
+    say(f"wrote {out_dir / 'comparison.md'} and {out_dir / 'privacy_utility.png'}")
     return 0

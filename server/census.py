@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from common.payload_guard import INFO_KEY, METRICS_KEY
+from common.wire import CensusReply, WireError
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,16 @@ def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Cens
         if reply.has_error():
             log.warning("census: node %s failed to answer: %s", node_id, reply.error.reason)
             continue
-        info = reply.content.config_records[INFO_KEY]
-        metrics = reply.content.metric_records[METRICS_KEY]
+        try:
+            answer = CensusReply.from_record(reply.content)
+        except WireError as exc:
+            log.warning("census: node %s answered outside the wire schema: %s", node_id, exc)
+            continue
         devices[node_id] = DeviceInfo(
             node_id=node_id,
-            device_id=str(info["device-id"]),
-            role=str(info["role"]),
-            num_clips=int(metrics["num-clips"]),
+            device_id=answer.device_id,
+            role=answer.role,
+            num_clips=answer.num_clips,
         )
     return Census(devices)
 

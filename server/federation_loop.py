@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +25,15 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from common.payload_guard import INFO_KEY, LEDGER_ENTRY_KEY, METRICS_KEY
 from common.privacy.client_level import sum_updates
+from common.wire import (
+    ARRAYS,
+    Decline,
+    EvaluateReply,
+    WireError,
+    legacy_metrics,
+    parse_train_reply,
+)
 from server.census import Census, NodeSubsetGrid, take_census
 from server.client_level_dp import ClientLevelDP
 from server.held_out_evaluation import held_out_metrics
@@ -59,6 +66,7 @@ class RoundOutcome:
             "uar": self.metrics["uar"],
             "accuracy": self.metrics["accuracy"],
             "confusion": self.metrics["confusion"],
+            "heldout_devices": self.metrics.get("per_device", {}),
             "epsilon": self.epsilon,
             "train_loss": self.train_loss,
             "trained": self.trained,
@@ -141,15 +149,18 @@ def _train_round(
             outcome.failed[device] = reply.error.reason
             log.warning("round %d: device %s failed: %s", server_round, device, reply.error.reason)
             continue
-        metrics = reply.content.metric_records[METRICS_KEY]
-        info = reply.content.config_records.get(INFO_KEY, ConfigRecord())
-        _keep_ledger_entry(privacy.ledger, device, info)
-        if int(metrics.get("declined", 0)):
-            reason = str(info.get("declined", ""))
-            outcome.declined[device] = reason
-            log.warning("round %d: device %s declined: %s", server_round, device, reason)
+        try:
+            answer = parse_train_reply(reply.content)
+        except WireError as exc:
+            outcome.failed[device] = f"reply outside the wire schema: {exc}"
+            log.warning("round %d: device %s: %s", server_round, device, exc)
             continue
-        tracker.record(device, server_round, metrics)
+        _keep_ledger_entry(privacy.ledger, device, answer.ledger_entry)
+        if isinstance(answer, Decline):
+            outcome.declined[device] = answer.reason
+            log.warning("round %d: device %s declined: %s", server_round, device, answer.reason)
+            continue
+        tracker.record(device, server_round, answer.metrics)
         outcome.trained.append(device)
         usable.append(reply)
     usable = _screen(usable, arrays, census, outcome, settings.max_update_norm)
@@ -181,7 +192,7 @@ def _screen(
     """Drop NaN/Inf, misshapen or oversized updates before any aggregation sees them."""
     screen = screen_updates(
         array_map(arrays),
-        [array_map(r.content.array_records["arrays"]) for r in usable],
+        [array_map(r.content.array_records[ARRAYS]) for r in usable],
         ValidationPolicy(max_update_norm),
     )
     for index, reason in screen.rejected.items():
@@ -214,11 +225,18 @@ def _secure_train_round(
         device = census.device_id(node_id)
         outcome.failed[device] = "dropped out of the SecAgg+ round"
         log.warning("round %d: device %s dropped out of SecAgg+", server_round, device)
-    for node_id, metrics in sorted(result.metrics.items()):
+    losses = []
+    for node_id, values in sorted(result.metrics.items()):
         device = census.device_id(node_id)
-        _keep_ledger_entry(privacy.ledger, device, metrics)
+        try:
+            _, metrics, ledger_entry = legacy_metrics(values)
+        except WireError as exc:
+            outcome.failed[device] = f"reply outside the wire schema: {exc}"
+            continue
+        _keep_ledger_entry(privacy.ledger, device, ledger_entry)
         tracker.record(device, server_round, metrics)
         outcome.trained.append(device)
+        losses.append(metrics.train_loss)
     if result.mean_update is None:
         log.warning(
             "round %d: SecAgg+ did not complete; the global model is unchanged", server_round
@@ -228,15 +246,13 @@ def _secure_train_round(
     outcome.arrays = privacy.client_dp.apply(
         arrays, [m.astype(np.float64) * n for m in result.mean_update], n, server_round
     )
-    losses = [float(m["train-loss"]) for m in result.metrics.values() if "train-loss" in m]
     outcome.train_loss = sum(losses) / len(losses) if losses else None
     return outcome
 
 
-def _keep_ledger_entry(ledger: ServerLedger, device: str, info: Mapping[str, Any]) -> None:
+def _keep_ledger_entry(ledger: ServerLedger, device: str, line: str) -> None:
     """Keep the signed ledger entry a device sent (train or refusal), verbatim."""
-    line = info.get(LEDGER_ENTRY_KEY)
-    if isinstance(line, str):
+    if line:
         ledger.keep_device_entry(device, line)
 
 
@@ -261,5 +277,8 @@ def _evaluate_round(
                 reply.error.reason,
             )
             continue
-        records.append(reply.content.metric_records[METRICS_KEY])
+        try:
+            records.append(EvaluateReply.from_record(reply.content, settings.num_classes))
+        except WireError as exc:
+            log.warning("round %d: held-out reply outside the wire schema: %s", server_round, exc)
     return held_out_metrics(records, settings.num_classes)

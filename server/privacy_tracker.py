@@ -12,11 +12,11 @@ upper bound on any one subject's clips otherwise).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from common.privacy.group_privacy import subject_level
+from common.wire import TrainMetrics
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class PrivacyTracker:
     def __init__(self) -> None:
         self._devices: dict[str, DevicePrivacy] = {}
 
-    def record(self, device_id: str, server_round: int, metrics: Mapping[str, Any]) -> None:
-        epsilon = float(metrics["epsilon"])
+    def record(self, device_id: str, server_round: int, metrics: TrainMetrics) -> None:
+        epsilon = metrics.epsilon
         previous = self._devices.get(device_id)
         if previous is not None and epsilon + 1e-9 < previous.epsilon:
             raise ValueError(
@@ -56,13 +56,13 @@ class PrivacyTracker:
             )
         self._devices[device_id] = DevicePrivacy(
             device_id=device_id,
-            noise_multiplier=float(metrics["noise-multiplier"]),
-            sample_rate=float(metrics["sample-rate"]),
-            steps=int(metrics["total-steps"]),
-            delta=float(metrics["delta"]),
+            noise_multiplier=metrics.noise_multiplier,
+            sample_rate=metrics.sample_rate,
+            steps=metrics.total_steps,
+            delta=metrics.delta,
             epsilon=epsilon,
-            epsilon_prv=float(metrics["epsilon-prv"]),
-            clips=int(metrics["num-examples"]),
+            epsilon_prv=metrics.epsilon_prv,
+            clips=metrics.num_examples,
             last_round=server_round,
         )
 

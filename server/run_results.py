@@ -20,9 +20,11 @@ from typing import Any
 import torch
 
 from common.atomic_io import write_bytes_atomic, write_json_atomic
+from common.results_schema import RESULTS_SCHEMA
 
 RESULTS_FILE = "results.json"
 MODEL_FILE = "final_model.pt"
+FINAL_KEYS = ("round", "uf1", "uar", "accuracy", "confusion", "heldout_devices")
 PLOT_FILE = "rounds.png"
 
 PRIVACY_NOTE = (
@@ -49,8 +51,9 @@ class RunResults:
 
     def to_json(self) -> dict[str, Any]:
         last = self.rounds[-1] if self.rounds else {}
-        final = {k: last.get(k) for k in ("round", "uf1", "uar", "accuracy", "confusion")}
+        final = {k: last.get(k) for k in FINAL_KEYS}
         return {
+            "schema": RESULTS_SCHEMA,
             "config": self.config,
             "classes": self.classes,
             "rounds": self.rounds,

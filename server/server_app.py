@@ -54,7 +54,7 @@ def main(grid: Grid, context: Context) -> None:
     out_dir = Path(cfg.out_dir or f"runs/{context.run_id}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    wait_for_nodes(grid, cfg.min_nodes, cfg.round_timeout)
+    wait_for_nodes(grid, cfg.min_nodes, cfg.round_timeout, cfg.census_settle)
     census = take_census(grid, cfg.round_timeout)
     _announce(census, out_dir)
 

@@ -11,6 +11,7 @@ import fcntl
 from pathlib import Path
 
 from common.paths import fedmer_cache_root
+from common.run_config import RunConfig
 from simulations.synthetic import CohortSpec, generate_cohort
 
 
@@ -32,3 +33,19 @@ def ensure_cohort(
             return generate_cohort(out_dir, spec, workers=workers, progress=progress)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def cohort_manifest(cfg: RunConfig, workers: int = 1, progress: bool = False) -> Path:
+    """The run's manifest: ``data-manifest``, or the synthetic cohort the run config describes."""
+    if cfg.data_manifest:
+        return Path(cfg.data_manifest).resolve()
+    spec = CohortSpec(
+        num_subjects=cfg.cohort_subjects, clips_per_class=cfg.cohort_clips_per_class, seed=cfg.seed
+    )
+    if progress:
+        print(
+            f"[fedmer] synthetic cohort: {spec.num_subjects} subjects, "
+            f"{3 * spec.clips_per_class} clips each (seed {spec.seed})",
+            flush=True,
+        )
+    return ensure_cohort(spec, workers=workers, progress=progress)

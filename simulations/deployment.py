@@ -20,12 +20,10 @@ same steps by hand are in ``docs/deployment.md``::
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -38,11 +36,18 @@ from common.credentials import (
     create_certificates,
     create_device_keys,
 )
+from simulations.flower_processes import (
+    BIN,
+    descendants,
+    offline_flower_env,
+    stop_pids,
+    stop_process_tree,
+    tagged_pids,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 CONNECTION = "fedmer-deployment"
-BIN = Path(sys.executable).parent
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -50,26 +55,6 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-TAG_VARIABLE = "FEDMER_DEPLOYMENT"
-
-
-def offline_env(flwr_home: Path, tag: str = "") -> dict[str, str]:
-    env = dict(os.environ)
-    if tag:
-        # Inherited by every process Flower spawns below ours, including ones
-        # that outlive their parent (a SuperNode that exits leaves its
-        # SuperExec behind): close() finds those by this tag.
-        env[TAG_VARIABLE] = tag
-    env.update(
-        FLWR_HOME=str(flwr_home),
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def format_node_config(values: Mapping[str, object]) -> str:
@@ -99,99 +84,6 @@ def _toml_scalar(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
-
-
-def descendants(pid: int) -> list[int]:
-    """PIDs of all living descendants of ``pid`` (from /proc), children first."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(proc.name))
-    found, frontier = [], [pid]
-    while frontier:
-        nxt = []
-        for p in frontier:
-            for c in children.get(p, []):
-                found.append(c)
-                nxt.append(c)
-        frontier = nxt
-    return found
-
-
-def tagged_pids(tag: str) -> list[int]:
-    """PIDs of living processes whose environment carries ``FEDMER_DEPLOYMENT=tag``."""
-    needle = f"{TAG_VARIABLE}={tag}".encode() + b"\0"
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes() + b"\0"
-        except OSError:
-            continue
-        if needle in environ and _alive(int(proc.name)):
-            found.append(int(proc.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def stop_process_tree(proc: subprocess.Popen, grace: float = 8.0) -> None:
-    """SIGTERM a process we started and everything under it, then SIGKILL stragglers.
-
-    Flower's SuperExec runs in a session of its own, so the tree is collected
-    by PID from /proc before the root is signalled; process groups are
-    signalled too, so grandchildren that are re-parented in the meantime go
-    as well.
-    """
-    pids = [proc.pid, *descendants(proc.pid)]
-    groups = set()
-    for pid in pids:
-        try:
-            groups.add(os.getpgid(pid))
-        except OSError:
-            pass
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        if proc.poll() is None:
-            time.sleep(0.1)
-        else:
-            time.sleep(0.1)
-    for pid in pids:
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-    for group in groups:
-        if group == os.getpgid(0):
-            continue
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -268,21 +160,13 @@ class LocalDeployment:
     def stop_orphans(self, grace: float = 5.0) -> list[int]:
         """Stop, by PID, processes started under this deployment that lost their parent."""
         pids = tagged_pids(self.tag)
-        for pid in pids:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.1)
-        for pid in pids:
-            if _alive(pid):
-                _signal(pid, signal.SIGKILL)
+        stop_pids(list(pids), grace)
         return pids
 
     def stop(self, running: RunningProcess, sig: int = signal.SIGTERM) -> None:
         """Stop one process (and its children); SIGKILL for a hard crash."""
         if sig == signal.SIGKILL:
-            for pid in [running.pid, *descendants(running.pid)]:
-                _signal(pid, signal.SIGKILL)
+            stop_pids([running.pid, *descendants(running.pid)], grace=0.0)
             running.wait_exit(10)
         stop_process_tree(running.proc)
         if running in self.processes:
@@ -296,7 +180,7 @@ class LocalDeployment:
             proc = subprocess.Popen(
                 cmd,
                 cwd=self.workdir,
-                env=offline_env(flwr_home, self.tag),
+                env=offline_flower_env(flwr_home, self.tag),
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -374,7 +258,7 @@ class LocalDeployment:
         return subprocess.run(
             [str(BIN / "flwr"), *args],
             cwd=REPO_ROOT,
-            env=offline_env(self.cli_home, self.tag),
+            env=offline_flower_env(self.cli_home, self.tag),
             text=True,
             capture_output=True,
             timeout=timeout,

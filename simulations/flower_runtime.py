@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from flwr.app import Context, RecordDict
+from flwr.clientapp import ClientApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -23,18 +24,28 @@ from common.run_config import RunConfig
 
 
 def run_flower_simulation(
-    cfg: RunConfig, num_supernodes: int, cpus_per_client: float = 1.0, verbose: bool = False
+    cfg: RunConfig,
+    num_supernodes: int,
+    cpus_per_client: float = 1.0,
+    verbose: bool = False,
+    client_app: ClientApp | None = None,
 ) -> None:
-    """Run the fedmer apps for ``cfg`` on ``num_supernodes`` simulated devices."""
+    """Run the fedmer apps for ``cfg`` on ``num_supernodes`` simulated devices.
+
+    Each device gets only ``partition-id`` from Flower and reads the node
+    config materialized for it under ``cfg.simulation_dir``. ``client_app``
+    replaces the production ClientApp (experiments attach fault mods).
+    """
     # Imported here: importing Flower's simulation module pulls in Ray.
     from flwr.common.constant import SUPERLINK_NODE_ID
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.constant import NOOP_FEDERATION_ID
     from flwr.supercore.telemetry import EventType
 
-    from client.client_app import app as client_app
+    from client.client_app import app as production_client_app
     from server.server_app import app as server_app
 
+    client_app = client_app or production_client_app
     run_config = cfg.to_flower()
     with tempfile.TemporaryDirectory(prefix="fedmer-app-") as app_dir:
         _write_app_manifest(Path(app_dir), run_config)

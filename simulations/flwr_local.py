@@ -6,14 +6,16 @@ a private ``FLWR_HOME`` (so nothing touches the user's Flower config), turns
 off the update check and runtime dependency installation (no network), and
 stops that SuperLink by its PID afterwards, even when the run fails.
 
-Usage: ``python -m simulations.flwr_local [--supernodes N] [KEY=VALUE ...]``
+Before that it materializes each simulated device's data folder and node
+config (``simulations/device_folders.py``) and passes ``simulation-dir``, so
+each of the Simulation Runtime's devices reads only its own folder.
+
+Usage: ``python -m simulations.flwr_local [KEY=VALUE ...]`` (run-config overrides)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,20 +23,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import tomllib
+
+from simulations.flower_processes import offline_flower_env, stop_local_superlink
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def offline_flower_env(flwr_home: Path) -> dict[str, str]:
-    """Environment for Flower CLIs that never reaches the network."""
-    env = dict(os.environ)
-    env.update(
-        FLWR_HOME=str(flwr_home),
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
-        # `flwr` starts `flower-superlink` by name: use this interpreter's copy.
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
 
 
 def write_local_connection(flwr_home: Path, num_supernodes: int) -> None:
@@ -48,35 +41,6 @@ def write_local_connection(flwr_home: Path, num_supernodes: int) -> None:
         f"options.num-supernodes = {num_supernodes}\n"
         "options.backend.client-resources.num-cpus = 1\n"
     )
-
-
-def local_superlink_pids(flwr_home: Path) -> list[int]:
-    """PIDs of SuperLinks started for this FLWR_HOME (their log file lives under it)."""
-    marker = str(flwr_home / "local-superlink")
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "flower-superlink" in cmdline and marker in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def stop_local_superlink(flwr_home: Path, grace: float = 10.0) -> None:
-    """SIGTERM each local SuperLink of this FLWR_HOME, then SIGKILL stragglers."""
-    pids = local_superlink_pids(flwr_home)
-    for pid in pids:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
-        time.sleep(0.2)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
 
 
 def flwr_run(
@@ -104,12 +68,50 @@ def flwr_run(
             stop_local_superlink(flwr_home)
 
 
+def parse_overrides(overrides: Sequence[str]) -> dict[str, object]:
+    """``key=value`` pairs as ``flwr run --run-config`` reads them (TOML values)."""
+    values: dict[str, object] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"run-config override {item!r} is not KEY=VALUE")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
+def materialized_flwr_run(
+    overrides: Sequence[str], timeout: float | None = None, flwr_home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Materialize the devices for the run config ``overrides`` describe, then ``flwr run .``."""
+    from common.run_config import RunConfig
+    from simulations.default_cohort import cohort_manifest
+    from simulations.federation import prepare_federation
+
+    cfg = RunConfig.from_flower(parse_overrides(overrides))
+    out_dir = Path(cfg.out_dir or Path("runs") / time.strftime("flwr-%Y%m%d-%H%M%S"))
+    cfg, devices = prepare_federation(cfg, cohort_manifest(cfg, progress=True), out_dir)
+    derived = {
+        "out-dir": cfg.out_dir,
+        "simulation-dir": cfg.simulation_dir,
+        "data-manifest": cfg.data_manifest,
+        "min-nodes": cfg.min_nodes,
+    }
+    pairs = [*overrides, *(f"{k}={_toml(v)}" for k, v in derived.items())]
+    return flwr_run(pairs, len(devices), timeout=timeout, flwr_home=flwr_home)
+
+
+def _toml(value: object) -> str:
+    return f"'{value}'" if isinstance(value, str) else str(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--supernodes", type=int, default=16)
     parser.add_argument("overrides", nargs="*", help="run-config overrides, KEY=VALUE")
     args = parser.parse_args(argv)
-    result = flwr_run(args.overrides, args.supernodes)
+    result = materialized_flwr_run(args.overrides)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.returncode

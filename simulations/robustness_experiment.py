@@ -34,7 +34,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from simulations.default_cohort import ensure_cohort
-    from simulations.flower_runtime import run_flower_simulation
+    from simulations.device_folders import device_id_for
+    from simulations.faults import PoisonUpdates
+    from simulations.federation import prepare_federation, run_federation
     from simulations.synthetic import CohortSpec
 
     manifest = ensure_cohort(
@@ -46,14 +48,12 @@ def main() -> None:
             cfg = RunConfig(
                 num_server_rounds=args.rounds,
                 num_heldout_subjects=args.heldout,
-                data_manifest=str(manifest),
-                min_nodes=args.subjects,
-                out_dir=out,
                 strategy=strategy,
-                poison_partition=0 if poisoned else -1,
-                poison_scale=args.scale,
             )
-            run_flower_simulation(cfg, num_supernodes=args.subjects)
+            cfg, devices = prepare_federation(cfg, manifest, Path(out))
+            # Partition 0 is a training device (training subjects come first).
+            attack = [PoisonUpdates.of([device_id_for(0)], "sign-flip", args.scale)]
+            run_federation(cfg, devices, extra_mods=attack if poisoned else ())
             final = json.loads((Path(out) / "results.json").read_text())["final"]
         table.append((strategy, poisoned, final["uf1"], final["uar"]))
     clean = table[0][2]

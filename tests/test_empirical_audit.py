@@ -3,15 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from common.privacy.empirical_audit import (
-    EmpiricalAuditConfig,
-    auc,
-    dirac_canaries,
-    epsilon_lower_bound,
-    p_value,
-    run_empirical_audit,
-    tpr_at_fpr,
-)
+from common.privacy.empirical_audit import auc, epsilon_lower_bound, p_value, tpr_at_fpr
+from simulations.empirical_audit import EmpiricalAuditConfig, dirac_canaries, run_empirical_audit
 
 
 def test_lower_bound_inverts_the_p_value_at_95_percent():

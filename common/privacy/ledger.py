@@ -220,9 +220,15 @@ def append_verbatim(path: Path, line: str) -> dict[str, Any]:
 
 
 def history_of(entries: Sequence[Mapping[str, Any]]) -> list[Segment]:
-    """The accountant history these entries record: one segment per spending entry."""
-    return [
-        (float(e["sigma"]), float(e["q"]), int(e["steps"]))
-        for e in entries
-        if e["event"] in ("train", "release") and int(e["steps"]) > 0
-    ]
+    """The accountant history these entries record, one segment per distinct (σ, q).
+
+    Composition only adds up steps of the same mechanism, so entries with the
+    same σ and q are merged into one segment: the history (and the cost of
+    every ε computed from it) stays the same size however many rounds pass.
+    """
+    steps: dict[tuple[float, float], int] = {}
+    for e in entries:
+        if e["event"] in ("train", "release") and int(e["steps"]) > 0:
+            key = (float(e["sigma"]), float(e["q"]))
+            steps[key] = steps.get(key, 0) + int(e["steps"])
+    return [(sigma, q, n) for (sigma, q), n in steps.items()]

@@ -3,9 +3,8 @@
 * :mod:`.folds`: LOSO, grouped-subject and cross-dataset splits;
 * :mod:`.data`: a manifest's clips prepared for a model (apex features or flow
   sequences), with subject and dataset;
-* :mod:`.local_training`: plain (non-DP) minibatch SGD;
-* :mod:`.federated`: in-process FedAvg over per-subject devices, with or without DP-SGD;
-* :mod:`.pooled`: metrics on predictions pooled over folds;
-* :mod:`.runner`: one protocol in one mode -> one results format;
+* :mod:`.pooled`: metrics on confusion counts pooled over folds;
+* :mod:`.runner`: one protocol in one mode; the federated modes run every fold
+  through the real ServerApp and ClientApp over the in-process transport;
 * :mod:`.compare`: the three modes and an epsilon sweep side by side.
 """

@@ -24,7 +24,9 @@ def comparison_specs(base: ProtocolSpec, epsilons: Sequence[float]) -> list[Prot
     for eps in sorted({e for e in epsilons if math.isfinite(e)}):
         if eps <= 0:
             raise ValueError(f"epsilon must be positive, got {eps}")
-        specs.append(dataclasses.replace(base, mode="federated-dp", target_epsilon=eps))
+        specs.append(
+            dataclasses.replace(base, mode="federated-dp", run=base.run.replace(target_epsilon=eps))
+        )
     return specs
 
 

@@ -2,28 +2,38 @@
 
 MEGC tables compute UF1 and UAR once, on all folds' predictions together,
 never as a mean of per-fold scores (a one-subject fold often lacks a class).
+Pooling confusion matrices is exactly pooling predictions, which is how the
+federated folds are pooled: the server only ever sees held-out devices'
+confusion counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from common.metrics import confusion_matrix, summarize, weighted_f1
+from common.metrics import summarize, weighted_f1
 
 
-def pooled_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+def confusion_metrics(cm: np.ndarray) -> dict[str, Any]:
     """UF1, UAR, accuracy, weighted F1, confusion and the number of clips."""
-    cm = confusion_matrix(y_true, y_pred, num_classes)
-    return {**summarize(cm), "weighted_f1": weighted_f1(cm), "num_clips": int(len(y_true))}
+    cm = np.asarray(cm, dtype=np.int64)
+    return {**summarize(cm), "weighted_f1": weighted_f1(cm), "num_clips": int(cm.sum())}
+
+
+def pool(matrices: Iterable[Any], num_classes: int) -> np.ndarray:
+    total = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for cm in matrices:
+        total += np.asarray(cm, dtype=np.int64)
+    return total
 
 
 def per_dataset_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, datasets: np.ndarray, num_classes: int
+    by_dataset: Mapping[str, Iterable[Any]], num_classes: int
 ) -> dict[str, dict[str, Any]]:
-    """:func:`pooled_metrics` for each dataset's clips (the MEGC per-dataset columns)."""
+    """:func:`confusion_metrics` of each dataset's pooled counts (the MEGC per-dataset columns)."""
     return {
-        name: pooled_metrics(y_true[datasets == name], y_pred[datasets == name], num_classes)
-        for name in sorted(set(datasets.tolist()))
+        name: confusion_metrics(pool(by_dataset[name], num_classes)) for name in sorted(by_dataset)
     }

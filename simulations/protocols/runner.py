@@ -1,87 +1,101 @@
-"""Run one protocol in one mode and report it in the one results format.
+"""Run one protocol in one mode: every fold through the real system, metrics pooled.
 
 Modes differ only in how a fold's model is trained:
 
 * ``centralized``: all training clips pooled, plain SGD for
-  ``rounds x local_epochs`` epochs (the same passes over the data as FedAvg);
-* ``federated``: FedAvg, one device per training subject, no DP;
-* ``federated-dp``: FedAvg with DP-SGD on every device at ``target_epsilon``.
+  ``num-server-rounds x local-epochs`` epochs (the same passes over the data
+  as FedAvg); the one mode that is not federated, so it runs here;
+* ``federated``: the ServerApp loop and the ClientApp over the in-process
+  transport, one device per training subject and one held-out device per test
+  subject, DP-SGD off (the devices' node configs allow it);
+* ``federated-dp``: the same, with DP-SGD on every device at ``target-epsilon``.
 
-Every mode trains on a fixed schedule and is scored on the last model, with
-predictions pooled over all folds.
+Each fold writes a ``results.json`` of the one results schema
+(:mod:`common.results_schema`) in its own folder, next to the devices'
+ledgers for the federated modes. Every mode trains on a fixed schedule and
+is scored on the last model, with held-out confusion counts pooled over all
+folds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from client.dp_training import predict
+from client.plain_training import LocalSchedule, train_plain
+from common.atomic_io import write_json_atomic
 from common.labels import COMPOSITE_CLASSES
+from common.metrics import confusion_matrix, summarize
 from common.models import build_model, input_shape_of
+from common.node_config import HELDOUT, TRAIN
+from common.results_schema import RESULTS_SCHEMA, validate_results
+from common.run_config import RunConfig
+from simulations.device_folders import read_device_index
+from simulations.federation import prepare_federation, run_federation
 from simulations.protocols.data import ProtocolData
-from simulations.protocols.federated import FederatedSchedule, train_federated
 from simulations.protocols.folds import Fold, cross_dataset_fold, subject_folds
-from simulations.protocols.local_training import LocalSchedule, train_plain
-from simulations.protocols.pooled import per_dataset_metrics, pooled_metrics
+from simulations.protocols.pooled import confusion_metrics, per_dataset_metrics, pool
 
 PROTOCOLS = ("loso", "composite", "cross")
 MODES = ("centralized", "federated", "federated-dp")
-RESULTS_VERSION = 1
+PROTOCOL_SUMMARY_VERSION = 2
 
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """What to evaluate and how; every field is recorded in the results."""
+    """What to evaluate and how; every field is recorded in the results.
+
+    ``run`` is the run config every fold's federation uses (its rounds, local
+    training, DP settings, seed); the protocol fields choose the folds.
+    """
 
     protocol: str
     mode: str
-    model: str = "ststnet"
-    target_epsilon: float = 8.0
+    run: RunConfig = field(default_factory=RunConfig)
     folds: int | None = None
     dataset: str | None = None
     train_dataset: str | None = None
     test_dataset: str | None = None
-    rounds: int = 12
-    local_epochs: int = 2
-    batch_size: int = 8
-    learning_rate: float = 0.5
     # Unclipped SGD needs a smaller step than DP-SGD, whose clipped per-sample
-    # gradients have norm <= max_grad_norm; None means learning_rate.
+    # gradients have norm <= max-grad-norm; None means learning-rate.
     plain_learning_rate: float | None = None
-    max_grad_norm: float = 1.0
-    delta: float = 1e-5
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol {self.protocol!r} must be one of {', '.join(PROTOCOLS)}")
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
-        if self.mode == "federated-dp" and not 0 < self.target_epsilon < math.inf:
+        if self.mode == "federated-dp" and not 0 < self.run.target_epsilon < math.inf:
             raise ValueError(
-                f"federated-dp needs a positive, finite target epsilon, got {self.target_epsilon}"
-                " (ε = ∞ is the federated mode)"
+                "federated-dp needs a positive, finite target epsilon, got "
+                f"{self.run.target_epsilon} (ε = ∞ is the federated mode)"
             )
-
-    @property
-    def mode_learning_rate(self) -> float:
-        """The step size this mode trains with."""
-        if self.mode == "federated-dp" or self.plain_learning_rate is None:
-            return self.learning_rate
-        return self.plain_learning_rate
 
     @property
     def epsilon(self) -> float | None:
         """The DP target, or None for the non-DP modes."""
-        return self.target_epsilon if self.mode == "federated-dp" else None
+        return self.run.target_epsilon if self.mode == "federated-dp" else None
+
+    def fold_run_config(self) -> RunConfig:
+        """The run config of this mode's federations."""
+        private = self.mode == "federated-dp"
+        rate = self.run.learning_rate
+        if not private and self.plain_learning_rate is not None:
+            rate = self.plain_learning_rate
+        return self.run.replace(dp_sgd=private, learning_rate=rate)
+
+    def as_dict(self) -> dict[str, Any]:
+        spec = asdict(self)
+        spec["run"] = self.run.to_flower()
+        return spec
 
 
 def make_folds(data: ProtocolData, spec: ProtocolSpec) -> tuple[ProtocolData, list[Fold]]:
@@ -102,98 +116,157 @@ def make_folds(data: ProtocolData, spec: ProtocolSpec) -> tuple[ProtocolData, li
                 f"single-dataset LOSO: choose one of {', '.join(names)} "
                 "(or use the composite protocol)"
             )
-    return data, subject_folds(data.subjects, spec.folds, spec.seed)
+    return data, subject_folds(data.subjects, spec.folds, spec.run.seed)
 
 
 def run_protocol(
-    data: ProtocolData, spec: ProtocolSpec, say: Callable[[str], None] = lambda _: None
+    data: ProtocolData,
+    spec: ProtocolSpec,
+    manifest: Path,
+    out_dir: Path,
+    say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Train and test every fold; metrics on the pooled predictions.
-
-    ``data`` is re-prepared for ``spec.model`` when the model takes another
-    input (flow sequences instead of apex features) and its manifest is known.
-    """
-    data = data.for_model(spec.model)
-    _check_model_input(spec.model, data)
+    """Train and test every fold under ``out_dir``; metrics on the pooled counts."""
+    data = data.for_model(spec.run.model)
+    _check_model_input(spec.run.model, data)
     started = time.monotonic()
     data, folds = make_folds(data, spec)
-    y_true, y_pred, test_datasets, fold_entries = [], [], [], []
+    dataset_of = {str(s): str(d) for s, d in zip(data.subjects, data.datasets, strict=True)}
+    fold_entries, matrices = [], []
+    by_dataset: dict[str, list[Any]] = {}
     worst_epsilon = 0.0
     for number, fold in enumerate(folds, 1):
         fold_started = time.monotonic()
-        seed = spec.seed * 1_000 + number
-        model, epsilon = _train_fold(data, fold, spec, seed)
-        predicted = predict(model, data.features[fold.test_idx])
-        truth = data.labels[fold.test_idx]
-        y_true.append(truth)
-        y_pred.append(predicted)
-        test_datasets.append(data.datasets[fold.test_idx])
+        fold_dir = Path(out_dir) / f"fold-{number:02d}"
+        if spec.mode == "centralized":
+            results = _centralized_fold(
+                data, fold, spec, fold_dir, seed=spec.run.seed * 1_000 + number
+            )
+            subject_of_device = {s: s for s in fold.test_subjects}
+        else:
+            results = _federated_fold(data, fold, spec, manifest, fold_dir)
+            subject_of_device = {
+                str(d["device_id"]): str(d["subject"])
+                for d in read_device_index(fold_dir / "devices")
+            }
+        final = results["final"]
+        matrices.append(final["confusion"])
+        for device, cm in final["heldout_devices"].items():
+            by_dataset.setdefault(dataset_of[subject_of_device[device]], []).append(cm)
+        epsilon = float(results["privacy"]["worst_epsilon"])
         worst_epsilon = max(worst_epsilon, epsilon)
-        fold_metrics = pooled_metrics(truth, predicted, len(COMPOSITE_CLASSES))
         fold_entries.append(
             {
                 "name": fold.name,
+                "folder": str(fold_dir),
                 "test_subjects": list(fold.test_subjects),
                 "num_train": int(len(fold.train_idx)),
                 "num_test": int(len(fold.test_idx)),
-                "uf1": fold_metrics["uf1"],
-                "uar": fold_metrics["uar"],
+                "uf1": final["uf1"],
+                "uar": final["uar"],
                 "epsilon": epsilon,
                 "seconds": round(time.monotonic() - fold_started, 2),
             }
         )
         say(
             f"fold {number}/{len(folds)} {fold.name}: {len(fold.test_idx)} test clips, "
-            f"fold UF1 {fold_metrics['uf1']:.3f} ({time.monotonic() - fold_started:.0f}s)"
+            f"fold UF1 {final['uf1']:.3f} ({time.monotonic() - fold_started:.0f}s)"
         )
-    truth_all, pred_all = np.concatenate(y_true), np.concatenate(y_pred)
+    num_classes = len(COMPOSITE_CLASSES)
     return {
-        "version": RESULTS_VERSION,
+        "version": PROTOCOL_SUMMARY_VERSION,
         "protocol": spec.protocol,
         "mode": spec.mode,
-        "model": spec.model,
+        "model": spec.run.model,
         "epsilon": spec.epsilon,
         "epsilon_spent": worst_epsilon if spec.mode == "federated-dp" else None,
-        "delta": spec.delta if spec.mode == "federated-dp" else None,
+        "delta": spec.run.delta if spec.mode == "federated-dp" else None,
         "privacy_unit": "sample-level (one clip), worst device, RDP accountant",
         "classes": list(COMPOSITE_CLASSES),
-        "spec": asdict(spec),
+        "spec": spec.as_dict(),
         "num_folds": len(folds),
         "folds": fold_entries,
-        "pooled": pooled_metrics(truth_all, pred_all, len(COMPOSITE_CLASSES)),
-        "per_dataset": per_dataset_metrics(
-            truth_all, pred_all, np.concatenate(test_datasets), len(COMPOSITE_CLASSES)
-        ),
+        "pooled": confusion_metrics(pool(matrices, num_classes)),
+        "per_dataset": per_dataset_metrics(by_dataset, num_classes),
         "num_skipped_clips": len(data.skipped),
         "seconds": round(time.monotonic() - started, 1),
     }
 
 
-def _train_fold(
-    data: ProtocolData, fold: Fold, spec: ProtocolSpec, seed: int
-) -> tuple[nn.Module, float]:
-    """The fold's model, trained only on ``fold.train_idx``, and the epsilon spent."""
-    x, y = data.features[fold.train_idx], data.labels[fold.train_idx]
-    if spec.mode == "centralized":
-        torch.manual_seed(seed)
-        model = build_model(spec.model, num_classes=len(COMPOSITE_CLASSES))
-        schedule = LocalSchedule(
-            spec.rounds * spec.local_epochs, spec.batch_size, spec.mode_learning_rate
-        )
-        train_plain(model, x, y, schedule, seed)
-        return model, 0.0
-    subjects = data.subjects[fold.train_idx]
-    devices = [(x[subjects == s], y[subjects == s]) for s in sorted(set(subjects.tolist()))]
-    schedule = FederatedSchedule(
-        rounds=spec.rounds,
-        local_epochs=spec.local_epochs,
-        batch_size=spec.batch_size,
-        learning_rate=spec.mode_learning_rate,
-        target_epsilon=spec.epsilon,
-        max_grad_norm=spec.max_grad_norm,
-        delta=spec.delta,
+def _federated_fold(
+    data: ProtocolData, fold: Fold, spec: ProtocolSpec, manifest: Path, fold_dir: Path
+) -> dict[str, Any]:
+    """One federation: the fold's training subjects train, its test subjects only evaluate."""
+    train_subjects = sorted(set(data.subjects[fold.train_idx].tolist()))
+    assignment = [(s, TRAIN) for s in train_subjects] + [(s, HELDOUT) for s in fold.test_subjects]
+    cfg, devices = prepare_federation(
+        spec.fold_run_config(),
+        manifest,
+        fold_dir,
+        assignment=assignment,
+        allow_non_private=spec.mode == "federated",
     )
-    return train_federated(spec.model, devices, schedule, seed)
+    run_federation(cfg, devices, transport="in-process")
+    return read_results(fold_dir)
+
+
+def _centralized_fold(
+    data: ProtocolData, fold: Fold, spec: ProtocolSpec, fold_dir: Path, seed: int
+) -> dict[str, Any]:
+    """The pooled-data baseline, written as a results document of the same schema."""
+    cfg = spec.run
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
+    rate = spec.plain_learning_rate if spec.plain_learning_rate is not None else cfg.learning_rate
+    schedule = LocalSchedule(cfg.num_server_rounds * cfg.local_epochs, cfg.batch_size, rate)
+    x, y = data.features[fold.train_idx], data.labels[fold.train_idx]
+    loss = train_plain(model, x, y, schedule, seed)
+    num_classes = len(COMPOSITE_CLASSES)
+    predicted = predict(model, data.features[fold.test_idx])
+    truth = data.labels[fold.test_idx]
+    subjects = data.subjects[fold.test_idx]
+    per_subject = {
+        s: confusion_matrix(truth[subjects == s], predicted[subjects == s], num_classes).tolist()
+        for s in fold.test_subjects
+    }
+    metrics = summarize(confusion_matrix(truth, predicted, num_classes))
+    entry = {
+        "round": 1,
+        **metrics,
+        "heldout_devices": per_subject,
+        "epsilon": math.inf,
+        "train_loss": loss,
+        "trained": ["centralized"],
+        "declined": {},
+        "failed": {},
+    }
+    results = {
+        "schema": RESULTS_SCHEMA,
+        "config": cfg.replace(dp_sgd=False, learning_rate=rate).to_flower(),
+        "classes": list(COMPOSITE_CLASSES),
+        "rounds": [entry],
+        "final": {
+            k: entry[k] for k in ("round", "uf1", "uar", "accuracy", "confusion", "heldout_devices")
+        },
+        "privacy": {
+            "unit": "none (centralized, no DP)",
+            "accountant": "none",
+            "worst_epsilon": math.inf,
+            "devices": {},
+        },
+        "devices": {"centralized": "train", **{s: "heldout" for s in fold.test_subjects}},
+        "stopped": None,
+    }
+    validate_results(results)
+    write_json_atomic(fold_dir / "results.json", results)
+    return results
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``results.json``, checked against the one schema."""
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    validate_results(results)
+    return results
 
 
 def _check_model_input(model: str, data: ProtocolData) -> None:

@@ -1,4 +1,4 @@
-"""Plain (non-DP) minibatch SGD: the centralized baseline and non-DP FedAvg clients.
+"""Plain (non-DP) minibatch SGD: non-private devices and the centralized baseline.
 
 DP-SGD lives in :mod:`client.dp_training`; this is its noise-free, unclipped
 counterpart, with the same optimizer (SGD) and the same loss, so that the

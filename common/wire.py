@@ -1,0 +1,362 @@
+"""The wire schema: every message a device may send, and how it is read back.
+
+Both sides use these types, so the format exists once: the ClientApp builds
+replies with ``to_record()``, the ServerApp reads them with ``from_record()``,
+and the payload guard (:mod:`common.payload_guard`) refuses any outgoing
+content that does not parse as exactly one of them. A reply with a record, a
+metric or an info field the schema does not declare cannot leave a device.
+
+Replies, by the message type they answer:
+
+* ``query``    -> :class:`CensusReply`
+* ``train``    -> :class:`TrainReply`, or :class:`Decline`
+* ``evaluate`` -> :class:`EvaluateReply`
+* SecAgg+ fit (Flower's legacy ``fitins``/``fitres`` records) ->
+  :class:`LegacyTrainReply`, carrying the clipped update instead of weights.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+ARRAYS, METRICS, INFO, CONFIG = "arrays", "metrics", "info", "config"
+DEVICE_ID, LEDGER_ENTRY, DECLINED = "device-id", "ledger-entry", "declined"
+SERVER_ROUND = "server-round"
+
+# Flower's legacy fit records (the only form SecAgg+ supports in flwr 1.41).
+LEGACY_FIT_IN, LEGACY_FIT_CONFIG = "fitins.parameters", "fitins.config"
+LEGACY_PARAMETERS, LEGACY_NUM_EXAMPLES = "fitres.parameters", "fitres.num_examples"
+LEGACY_METRICS, LEGACY_STATUS = "fitres.metrics", "fitres.status"
+
+
+class WireError(ValueError):
+    """Content does not fit the wire schema; the message says which part."""
+
+
+@dataclass(frozen=True)
+class TrainInstruction:
+    """A train message as the device receives it, in either form."""
+
+    server_round: int
+    arrays: ArrayRecord
+    legacy: bool = False  # SecAgg+ (legacy fit records)
+
+    @classmethod
+    def from_record(cls, content: RecordDict) -> TrainInstruction:
+        if LEGACY_FIT_IN in content.array_records:
+            config = content.config_records[LEGACY_FIT_CONFIG]
+            return cls(int(config[SERVER_ROUND]), content.array_records[LEGACY_FIT_IN], True)
+        if ARRAYS not in content.array_records:
+            raise WireError(f"a train message must carry {ARRAYS!r}")
+        return cls(int(content.config_records[CONFIG][SERVER_ROUND]), content.array_records[ARRAYS])
+
+    def global_ndarrays(self) -> list[np.ndarray]:
+        return [self.arrays[key].numpy() for key in self.arrays.keys()]
+
+    def named_arrays(self, names: list[str]) -> OrderedDict[str, np.ndarray]:
+        """The global weights under ``names`` (legacy arrays carry no names)."""
+        if not self.legacy:
+            return OrderedDict((k, self.arrays[k].numpy()) for k in self.arrays.keys())
+        return OrderedDict(zip(names, self.global_ndarrays(), strict=True))
+
+
+@dataclass(frozen=True)
+class TrainMetrics:
+    """The scalars a training device reports: its accounting, nothing about its data."""
+
+    num_examples: int
+    train_loss: float
+    train_accuracy: float
+    epsilon: float
+    epsilon_prv: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    total_steps: int
+
+    def to_dict(self) -> dict[str, int | float]:
+        return {_kebab(k): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainMetrics:
+        kwargs = {}
+        for f in fields(cls):
+            key = _kebab(f.name)
+            if key not in values:
+                raise WireError(f"train metrics lack {key!r}")
+            kwargs[f.name] = int(values[key]) if f.type == "int" else float(values[key])
+        return cls(**kwargs)
+
+
+TRAIN_METRIC_NAMES = frozenset(f.name.replace("_", "-") for f in fields(TrainMetrics))
+
+
+@dataclass(frozen=True)
+class TrainReply:
+    device_id: str
+    arrays: ArrayRecord
+    metrics: TrainMetrics
+    ledger_entry: str
+
+    def to_record(self) -> RecordDict:
+        return RecordDict(
+            {
+                ARRAYS: self.arrays,
+                METRICS: MetricRecord(self.metrics.to_dict()),
+                INFO: ConfigRecord({DEVICE_ID: self.device_id, LEDGER_ENTRY: self.ledger_entry}),
+            }
+        )
+
+    @classmethod
+    def from_record(cls, content: RecordDict) -> TrainReply:
+        _expect_records(content, arrays={ARRAYS}, metrics={METRICS}, configs={INFO})
+        metrics = content.metric_records[METRICS]
+        _expect_names("train metrics", metrics, TRAIN_METRIC_NAMES)
+        info = content.config_records[INFO]
+        _expect_names("train info", info, {DEVICE_ID, LEDGER_ENTRY})
+        return cls(
+            device_id=str(info[DEVICE_ID]),
+            arrays=content.array_records[ARRAYS],
+            metrics=TrainMetrics.from_mapping(metrics),
+            ledger_entry=str(info[LEDGER_ENTRY]),
+        )
+
+
+@dataclass(frozen=True)
+class Decline:
+    """The device trains nothing this round, and says why (its refusal is in its ledger)."""
+
+    device_id: str
+    reason: str
+    ledger_entry: str = ""
+
+    def to_record(self) -> RecordDict:
+        info: dict[str, str] = {DEVICE_ID: self.device_id, DECLINED: self.reason[:200]}
+        if self.ledger_entry:
+            info[LEDGER_ENTRY] = self.ledger_entry
+        return RecordDict({METRICS: MetricRecord({DECLINED: 1}), INFO: ConfigRecord(info)})
+
+    @classmethod
+    def from_record(cls, content: RecordDict) -> Decline:
+        _expect_records(content, arrays=set(), metrics={METRICS}, configs={INFO})
+        _expect_names("decline metrics", content.metric_records[METRICS], {DECLINED})
+        info = content.config_records[INFO]
+        _expect_names(
+            "decline info", info, {DEVICE_ID, DECLINED, LEDGER_ENTRY}, frozenset({LEDGER_ENTRY})
+        )
+        return cls(str(info[DEVICE_ID]), str(info[DECLINED]), str(info.get(LEDGER_ENTRY, "")))
+
+    @staticmethod
+    def matches(content: RecordDict) -> bool:
+        metrics = content.metric_records.get(METRICS)
+        return metrics is not None and DECLINED in metrics
+
+
+def parse_train_reply(content: RecordDict) -> TrainReply | Decline:
+    """A Message-API train reply: trained, or declined."""
+    return (
+        Decline.from_record(content)
+        if Decline.matches(content)
+        else TrainReply.from_record(content)
+    )
+
+
+@dataclass(frozen=True)
+class EvaluateReply:
+    """Pooled confusion counts of the global model on the device's clips."""
+
+    device_id: str
+    confusion: tuple[tuple[int, ...], ...]
+
+    @property
+    def num_examples(self) -> int:
+        return int(sum(sum(row) for row in self.confusion))
+
+    def to_record(self) -> RecordDict:
+        metrics: dict[str, int | float] = {"num-examples": self.num_examples}
+        for i, row in enumerate(self.confusion):
+            for j, count in enumerate(row):
+                metrics[f"cm-{i}-{j}"] = int(count)
+        return RecordDict(
+            {METRICS: MetricRecord(metrics), INFO: ConfigRecord({DEVICE_ID: self.device_id})}
+        )
+
+    @classmethod
+    def from_record(cls, content: RecordDict, num_classes: int) -> EvaluateReply:
+        _expect_records(content, arrays=set(), metrics={METRICS}, configs={INFO})
+        metrics = content.metric_records[METRICS]
+        names = {"num-examples"} | {
+            f"cm-{i}-{j}" for i in range(num_classes) for j in range(num_classes)
+        }
+        _expect_names("evaluate metrics", metrics, names)
+        info = content.config_records[INFO]
+        _expect_names("evaluate info", info, {DEVICE_ID})
+        confusion = tuple(
+            tuple(int(metrics[f"cm-{i}-{j}"]) for j in range(num_classes))
+            for i in range(num_classes)
+        )
+        return cls(str(info[DEVICE_ID]), confusion)
+
+
+@dataclass(frozen=True)
+class CensusReply:
+    device_id: str
+    role: str
+    num_clips: int
+    num_skipped: int
+
+    def to_record(self) -> RecordDict:
+        return RecordDict(
+            {
+                INFO: ConfigRecord({"role": self.role, DEVICE_ID: self.device_id}),
+                METRICS: MetricRecord(
+                    {"num-clips": self.num_clips, "num-skipped": self.num_skipped}
+                ),
+            }
+        )
+
+    @classmethod
+    def from_record(cls, content: RecordDict) -> CensusReply:
+        _expect_records(content, arrays=set(), metrics={METRICS}, configs={INFO})
+        metrics = content.metric_records[METRICS]
+        _expect_names("census metrics", metrics, {"num-clips", "num-skipped"})
+        info = content.config_records[INFO]
+        _expect_names("census info", info, {"role", DEVICE_ID})
+        return cls(
+            str(info[DEVICE_ID]), str(info["role"]), int(metrics["num-clips"]),
+            int(metrics["num-skipped"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LegacyTrainReply:
+    """A SecAgg+ train reply: the clipped update, weight 1, and the same scalars.
+
+    Weight 1 because DP-FedAvg averages clipped updates uniformly; Flower's
+    legacy workflow names the records ``fitres.*``.
+    """
+
+    device_id: str
+    update: tuple[np.ndarray, ...]
+    names: tuple[str, ...]  # the global model's record keys
+    metrics: TrainMetrics
+    ledger_entry: str
+
+    def to_record(self) -> RecordDict:
+        return RecordDict(
+            {
+                LEGACY_PARAMETERS: ArrayRecord(
+                    {k: Array(u) for k, u in zip(self.names, self.update, strict=True)}
+                ),
+                LEGACY_NUM_EXAMPLES: MetricRecord({"num_examples": 1}),
+                LEGACY_METRICS: ConfigRecord(
+                    {
+                        **self.metrics.to_dict(),
+                        DEVICE_ID: self.device_id,
+                        LEDGER_ENTRY: self.ledger_entry,
+                    }
+                ),
+                LEGACY_STATUS: ConfigRecord({"code": 0, "message": "ok"}),
+            }
+        )
+
+    @classmethod
+    def check_record(cls, content: RecordDict) -> None:
+        """Raise :class:`WireError` unless ``content`` is exactly a legacy train reply."""
+        _expect_records(
+            content,
+            arrays={LEGACY_PARAMETERS},
+            metrics={LEGACY_NUM_EXAMPLES},
+            configs={LEGACY_METRICS, LEGACY_STATUS},
+        )
+        _expect_names(
+            "legacy fit metrics", content.metric_records[LEGACY_NUM_EXAMPLES], {"num_examples"}
+        )
+        _expect_names(
+            "legacy fit info",
+            content.config_records[LEGACY_METRICS],
+            TRAIN_METRIC_NAMES | {DEVICE_ID, LEDGER_ENTRY},
+        )
+        _expect_names(
+            "legacy fit status", content.config_records[LEGACY_STATUS], {"code", "message"}
+        )
+
+
+def legacy_metrics(values: Mapping[str, Any]) -> tuple[str, TrainMetrics, str]:
+    """Device id, metrics and ledger entry of a SecAgg+ reply, as the server receives them."""
+    return (
+        str(values.get(DEVICE_ID, "")),
+        TrainMetrics.from_mapping(values),
+        str(values.get(LEDGER_ENTRY, "")),
+    )
+
+
+def parse_reply(message_type: str, content: RecordDict, num_classes: int | None = None) -> object:
+    """Parse ``content`` as the reply to ``message_type``; raise :class:`WireError` if it is not."""
+    category = message_type.split(".")[0]
+    if category == "query":
+        return CensusReply.from_record(content)
+    if category == "train":
+        if LEGACY_PARAMETERS in content.array_records or LEGACY_METRICS in content.config_records:
+            LegacyTrainReply.check_record(content)
+            return content
+        return parse_train_reply(content)
+    if category == "evaluate":
+        metrics = content.metric_records.get(METRICS)
+        size = num_classes if num_classes is not None else _confusion_size(metrics)
+        return EvaluateReply.from_record(content, size)
+    raise WireError(f"no reply is declared for message type {message_type!r}")
+
+
+def _confusion_size(metrics: MetricRecord | None) -> int:
+    cells = [n for n in (metrics or {}) if _is_confusion_name(n)]
+    size = int(round(len(cells) ** 0.5))
+    if size * size != len(cells):
+        raise WireError(f"evaluate metrics hold {len(cells)} confusion cells, not a square")
+    return size
+
+
+def _is_confusion_name(name: str) -> bool:
+    parts = name.split("-")
+    return len(parts) == 3 and parts[0] == "cm" and parts[1].isdigit() and parts[2].isdigit()
+
+
+def _expect_records(
+    content: RecordDict, *, arrays: set[str], metrics: set[str], configs: set[str]
+) -> None:
+    for kind, present, allowed in (
+        ("array", set(content.array_records), arrays),
+        ("metric", set(content.metric_records), metrics),
+        ("config", set(content.config_records), configs),
+    ):
+        extra = sorted(present - allowed)
+        if extra:
+            raise WireError(f"{kind} record {extra[0]!r} is not part of this reply")
+        missing = sorted(allowed - present)
+        if missing:
+            raise WireError(f"{kind} record {missing[0]!r} is missing from this reply")
+
+
+def _expect_names(
+    what: str,
+    record: Mapping[str, Any],
+    allowed: set[str] | frozenset[str],
+    optional: frozenset[str] = frozenset(),
+) -> None:
+    extra = sorted(set(record) - set(allowed))
+    if extra:
+        raise WireError(f"{what}: {extra[0]!r} is not declared in the wire schema")
+    missing = sorted(set(allowed) - set(optional) - set(record))
+    if missing:
+        raise WireError(f"{what}: {missing[0]!r} is missing")
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")

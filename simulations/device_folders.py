@@ -1,0 +1,107 @@
+"""Materialize each simulated device's data folder and node config before launch.
+
+A simulated device must behave as a deployed one: it reads only its own data
+folder and learns its role from its own node config, never from the run
+config. So before any transport starts, the harness writes, per device::
+
+    <root>/partition-000/manifest.csv      the device's own clips only
+    <root>/partition-000/prepare.json      the settings they were prepared with
+    <root>/partition-000/node-config.json  data-dir, role, device-id, state-dir, ...
+    <root>/partition-000/state/            the device's ledger and signing key
+
+plus ``<root>/devices.json``, the harness's own index (device -> subject,
+dataset, role), which no device reads. The in-process transport hands each
+device its node config directly; a device on Flower's Simulation Runtime,
+which gets only ``partition-id``, reads ``node-config.json`` of its partition.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from client.datasets.manifest import read_manifest, write_manifest
+from client.prepare import PREPARE_REPORT
+from common.node_config import (
+    HELDOUT,
+    TRAIN,
+    NodeConfig,
+    simulated_node_config_path,
+    write_node_config,
+)
+from simulations.partitions import split_subjects
+
+INDEX_FILE = "devices.json"
+
+
+@dataclass(frozen=True)
+class SimulatedDevice:
+    partition_id: int
+    device_id: str
+    subject: str
+    dataset: str
+    role: str
+    node_config: NodeConfig
+
+
+def device_id_for(partition_id: int) -> str:
+    """The id every transport gives the simulated device of a partition."""
+    return f"sim-{partition_id:03d}"
+
+
+def heldout_assignment(manifest: Path, num_heldout: int, seed: int) -> list[tuple[str, str]]:
+    """(subject, role) per device: training subjects first, then the seeded held-out draw."""
+    table = read_manifest(manifest)
+    split = split_subjects({c.subject for c in table.clips}, num_heldout, seed)
+    return [(s, TRAIN) for s in split.train] + [(s, HELDOUT) for s in split.heldout]
+
+
+def materialize_devices(
+    manifest: Path,
+    assignment: Sequence[tuple[str, str]],
+    root: Path,
+    *,
+    cache_dir: str = "",
+    allow_non_private: bool = False,
+) -> list[SimulatedDevice]:
+    """Write one folder per (subject, role) under ``root``; returns the devices in order."""
+    manifest = Path(manifest)
+    table = read_manifest(manifest)
+    by_subject: dict[str, list] = {}
+    for clip in table.clips:
+        by_subject.setdefault(clip.subject, []).append(clip)
+    prepared = manifest.parent / PREPARE_REPORT
+    root = Path(root).resolve()
+    devices = []
+    for partition_id, (subject, role) in enumerate(assignment):
+        clips = by_subject.get(subject)
+        if not clips:
+            raise ValueError(f"{manifest}: subject {subject!r} has no clips")
+        folder = simulated_node_config_path(root, partition_id).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        write_manifest(folder / "manifest.csv", clips)
+        if prepared.exists():
+            shutil.copyfile(prepared, folder / PREPARE_REPORT)
+        node = NodeConfig(
+            data_dir=str(folder),
+            state_dir=str(folder / "state"),
+            cache_dir=cache_dir,
+            role=role,
+            device_id=device_id_for(partition_id),
+            allow_non_private=allow_non_private,
+        )
+        write_node_config(folder / "node-config.json", node)
+        devices.append(
+            SimulatedDevice(partition_id, node.device_id, subject, clips[0].dataset, role, node)
+        )
+    index = [{**asdict(d), "node_config": d.node_config.to_flower()} for d in devices]
+    (root / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    return devices
+
+
+def read_device_index(root: Path) -> list[dict[str, object]]:
+    """The harness's index of the devices it materialized under ``root``."""
+    return list(json.loads((Path(root) / INDEX_FILE).read_text()))

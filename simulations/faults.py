@@ -1,0 +1,97 @@
+"""Misbehaving devices, for robustness experiments and fault tests only.
+
+These are Flower mods that the experiment and test harnesses attach to a
+simulated device's ClientApp (``client.client_app.build_client_app``); the
+production ClientApp has none, and no run-config or node-config key can
+switch one on. They run inside the payload guard, so even a poisoned update
+must still fit the wire schema to leave the device.
+
+* :class:`PoisonUpdates`: the named devices send a sign-flipped or scaled
+  update instead of their honest one;
+* :class:`DropOut`: the named devices fail in the middle of a train message,
+  as a device losing power would (a SecAgg+ dropout cannot be produced any
+  other way inside one simulation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Message
+from flwr.clientapp.typing import ClientAppCallable
+
+from simulations.device_folders import device_id_for
+
+# mode -> (sign, default scale)
+POISON_MODES = {"sign-flip": (-1.0, 1.0), "scale": (1.0, 10.0)}
+
+
+def poisoned_arrays(
+    global_arrays: ArrayRecord, trained: ArrayRecord, mode: str, scale: float | None
+) -> ArrayRecord:
+    """``g + s * (w - g)``: the honest update reversed (sign-flip) or scaled."""
+    if mode not in POISON_MODES:
+        raise ValueError(f"poison mode {mode!r} must be one of {sorted(POISON_MODES)}")
+    sign, default = POISON_MODES[mode]
+    factor = sign * (abs(scale) if scale is not None else default)
+    out = ArrayRecord()
+    for name, arr in trained.items():
+        w = arr.numpy()
+        g = global_arrays[name].numpy() if name in global_arrays else w
+        if np.issubdtype(w.dtype, np.floating):
+            w = (g + factor * (w - g)).astype(w.dtype)
+        out[name] = Array(w)
+    return out
+
+
+def simulated_device_id(context: Context) -> str:
+    """The device id of a simulated device, on either simulation transport."""
+    node = context.node_config
+    if "device-id" in node:
+        return str(node["device-id"])
+    return device_id_for(int(node.get("partition-id", -1)))
+
+
+@dataclass(frozen=True)
+class PoisonUpdates:
+    """A mod: the devices in ``device_ids`` send poisoned train replies."""
+
+    device_ids: frozenset[str]
+    mode: str = "sign-flip"
+    scale: float | None = None
+
+    @classmethod
+    def of(cls, device_ids: Iterable[str], mode: str, scale: float | None) -> PoisonUpdates:
+        if mode not in POISON_MODES:
+            raise ValueError(f"poison mode {mode!r} must be one of {sorted(POISON_MODES)}")
+        return cls(frozenset(device_ids), mode, scale)
+
+    def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        attacking = simulated_device_id(context) in self.device_ids
+        if not attacking or not message.metadata.message_type.startswith("train"):
+            return call_next(message, context)
+        sent = dict(message.content.array_records.items())
+        reply = call_next(message, context)
+        if reply.has_error():
+            return reply
+        for key, record in list(reply.content.array_records.items()):
+            if key in sent:
+                reply.content.array_records[key] = poisoned_arrays(
+                    sent[key], record, self.mode, self.scale
+                )
+        return reply
+
+
+@dataclass(frozen=True)
+class DropOut:
+    """A mod: the devices in ``device_ids`` fail on every train message."""
+
+    device_ids: frozenset[str]
+
+    def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        device = simulated_device_id(context)
+        if device in self.device_ids and message.metadata.message_type.startswith("train"):
+            raise RuntimeError(f"device {device} dropped out (injected fault)")
+        return call_next(message, context)
