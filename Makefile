@@ -1,6 +1,6 @@
 # Two commands for a fresh machine; each creates the environment when missing.
 #   make demo   - fedmer simulate on the built-in synthetic cohort
-#   make test   - the test suite
+#   make test   - the test suite (make test-fast: unit tests only; make lint)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.fedmer-installed
 
-.PHONY: demo test flwr-run env clean
+.PHONY: demo test test-fast lint flwr-run env clean
 
 env: $(STAMP)
 
@@ -25,6 +25,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Unit tests only (tests/unit/), under two minutes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+# What CI checks before the tests: lint, format, types, layer contracts.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 flwr-run: $(STAMP)
 	$(BIN)/python -m simulations.flwr_local

@@ -90,7 +90,7 @@ def train(msg: Message, context: Context) -> Message:
             return _decline(msg, request, outcome.device_id, outcome.reason, outcome.ledger_entry)
         metrics, entry = outcome
     else:
-        metrics, entry = _train_non_private(model, data, cfg, state, request, seed), ""
+        metrics, entry = _train_non_private(model, data, cfg, state, request, seed)
 
     if request.legacy:
         update = clipped_update(model, request, cfg.client_clipping_norm)
@@ -219,8 +219,13 @@ def _train_non_private(
     state: DevicePrivacyState,
     request: TrainInstruction,
     seed: int,
-) -> TrainMetrics:
-    """The non-private baseline: plain SGD, ε = ∞, allowed only by the device's node config."""
+) -> tuple[TrainMetrics, str]:
+    """The non-private baseline: plain SGD, ε = ∞, allowed only by the device's node config.
+
+    The round is recorded in the device's ledger like any other, as an
+    unbounded spend: once a device has trained without noise, no later figure
+    of its can claim a finite ε.
+    """
     loss = train_plain(
         model,
         data.features,
@@ -229,7 +234,21 @@ def _train_non_private(
         seed,
     )
     steps = cfg.local_epochs * -(-len(data) // cfg.batch_size)
-    return TrainMetrics(
+    entry = state.ledger.append(
+        round=request.server_round,
+        device_id=data.device_id,
+        mechanism="none",
+        sigma=0.0,
+        q=1.0,
+        delta=cfg.delta,
+        budget=0.0,
+        accountant="none",
+        event="train",
+        steps=steps,
+        epsilon=float("inf"),
+        note="trained without DP (allow-non-private)",
+    )
+    metrics = TrainMetrics(
         num_examples=len(data),
         train_loss=loss,
         train_accuracy=0.0,
@@ -241,6 +260,7 @@ def _train_non_private(
         steps=steps,
         total_steps=steps,
     )
+    return metrics, encode_entry(entry)
 
 
 def _noise_multiplier(state: DevicePrivacyState, cfg: RunConfig, plan: DPPlan) -> float:

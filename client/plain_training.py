@@ -31,6 +31,9 @@ def train_plain(
     """Train ``model`` in place; returns the mean training loss of the last epoch."""
     if len(features) == 0:
         raise ValueError("no training examples")
+    # Dropout draws from the global generator: seeding it too makes a round
+    # the same on every transport (in-process, Ray workers, SuperNodes).
+    torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x_all = torch.as_tensor(features, dtype=torch.float32)
     y_all = torch.as_tensor(labels, dtype=torch.long)

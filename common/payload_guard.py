@@ -77,16 +77,16 @@ def check_outgoing(
     for key in content.keys():
         if key not in allowed:
             raise PayloadViolation(f"record {key!r} is not allowed to leave the device")
-    for key, record in content.array_records.items():
-        _check_arrays(key, record, global_arrays, schema)
-    for key, record in content.metric_records.items():
+    for key, array_record in content.array_records.items():
+        _check_arrays(key, array_record, global_arrays, schema)
+    for key, metric_record in content.metric_records.items():
         if key != schema.metrics:
             raise PayloadViolation(f"metric record must be named {schema.metrics!r}, not {key!r}")
-        _check_metrics(record)
-    for key, record in content.config_records.items():
+        _check_metrics(metric_record)
+    for key, config_record in content.config_records.items():
         if key not in schema.info:
             raise PayloadViolation(f"config record must be named {schema.info[0]!r}, not {key!r}")
-        _check_info(record)
+        _check_info(config_record)
 
 
 def check_reply(reply: RecordDict, request: RecordDict, message_type: str) -> None:

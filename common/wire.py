@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    ConfigRecordValues,
+    MetricRecord,
+    MetricRecordValues,
+    RecordDict,
+)
 
 ARRAYS, METRICS, INFO, CONFIG = "arrays", "metrics", "info", "config"
 DEVICE_ID, LEDGER_ENTRY, DECLINED = "device-id", "ledger-entry", "declined"
@@ -51,10 +59,17 @@ class TrainInstruction:
     def from_record(cls, content: RecordDict) -> TrainInstruction:
         if LEGACY_FIT_IN in content.array_records:
             config = content.config_records[LEGACY_FIT_CONFIG]
-            return cls(int(config[SERVER_ROUND]), content.array_records[LEGACY_FIT_IN], True)
+            return cls(
+                _as_int(config[SERVER_ROUND], SERVER_ROUND),
+                content.array_records[LEGACY_FIT_IN],
+                True,
+            )
         if ARRAYS not in content.array_records:
             raise WireError(f"a train message must carry {ARRAYS!r}")
-        return cls(int(content.config_records[CONFIG][SERVER_ROUND]), content.array_records[ARRAYS])
+        return cls(
+            _as_int(content.config_records[CONFIG][SERVER_ROUND], SERVER_ROUND),
+            content.array_records[ARRAYS],
+        )
 
     def global_ndarrays(self) -> list[np.ndarray]:
         return [self.arrays[key].numpy() for key in self.arrays.keys()]
@@ -81,12 +96,12 @@ class TrainMetrics:
     steps: int
     total_steps: int
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, MetricRecordValues]:
         return {_kebab(k): v for k, v in asdict(self).items()}
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainMetrics:
-        kwargs = {}
+        kwargs: dict[str, Any] = {}  # int or float, by field
         for f in fields(cls):
             key = _kebab(f.name)
             if key not in values:
@@ -138,7 +153,10 @@ class Decline:
     ledger_entry: str = ""
 
     def to_record(self) -> RecordDict:
-        info: dict[str, str] = {DEVICE_ID: self.device_id, DECLINED: self.reason[:200]}
+        info: dict[str, ConfigRecordValues] = {
+            DEVICE_ID: self.device_id,
+            DECLINED: self.reason[:200],
+        }
         if self.ledger_entry:
             info[LEDGER_ENTRY] = self.ledger_entry
         return RecordDict({METRICS: MetricRecord({DECLINED: 1}), INFO: ConfigRecord(info)})
@@ -180,7 +198,7 @@ class EvaluateReply:
         return int(sum(sum(row) for row in self.confusion))
 
     def to_record(self) -> RecordDict:
-        metrics: dict[str, int | float] = {"num-examples": self.num_examples}
+        metrics: dict[str, MetricRecordValues] = {"num-examples": self.num_examples}
         for i, row in enumerate(self.confusion):
             for j, count in enumerate(row):
                 metrics[f"cm-{i}-{j}"] = int(count)
@@ -199,7 +217,7 @@ class EvaluateReply:
         info = content.config_records[INFO]
         _expect_names("evaluate info", info, {DEVICE_ID})
         confusion = tuple(
-            tuple(int(metrics[f"cm-{i}-{j}"]) for j in range(num_classes))
+            tuple(_as_int(metrics[f"cm-{i}-{j}"], f"cm-{i}-{j}") for j in range(num_classes))
             for i in range(num_classes)
         )
         return cls(str(info[DEVICE_ID]), confusion)
@@ -230,8 +248,8 @@ class CensusReply:
         info = content.config_records[INFO]
         _expect_names("census info", info, {"role", DEVICE_ID})
         return cls(
-            str(info[DEVICE_ID]), str(info["role"]), int(metrics["num-clips"]),
-            int(metrics["num-skipped"]),
+            str(info[DEVICE_ID]), str(info["role"]), _as_int(metrics["num-clips"], "num-clips"),
+            _as_int(metrics["num-skipped"], "num-skipped"),
         )  # fmt: skip
 
 
@@ -356,6 +374,13 @@ def _expect_names(
     missing = sorted(set(allowed) - set(optional) - set(record))
     if missing:
         raise WireError(f"{what}: {missing[0]!r} is missing")
+
+
+def _as_int(value: object, key: str) -> int:
+    """A scalar record value as an int; :class:`WireError` if it is not a number."""
+    if not isinstance(value, (int, float)):
+        raise WireError(f"{key!r} must be a number, not {type(value).__name__}")
+    return int(value)
 
 
 def _kebab(name: str) -> str:

@@ -12,9 +12,11 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
+from flwr.supercore.run import Run
 
 from common.wire import CensusReply, WireError
 
@@ -121,21 +123,23 @@ class NodeSubsetGrid(Grid):
     def get_node_ids(self) -> Iterable[int]:
         return [n for n in self._grid.get_node_ids() if n in self._allowed]
 
-    def set_run(self, run_id):  # type: ignore[no-untyped-def]
-        return self._grid.set_run(run_id)
+    def set_run(self, run: Run) -> None:
+        return self._grid.set_run(run)
 
     @property
-    def run(self):  # type: ignore[no-untyped-def]
+    def run(self) -> Run:
         return self._grid.run
 
-    def create_message(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def create_message(self, *args: Any, **kwargs: Any) -> Message:
         return self._grid.create_message(*args, **kwargs)
 
-    def push_messages(self, messages):  # type: ignore[no-untyped-def]
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         return self._grid.push_messages(messages)
 
-    def pull_messages(self, message_ids):  # type: ignore[no-untyped-def]
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return self._grid.pull_messages(message_ids)
 
-    def send_and_receive(self, messages, *, timeout=None):  # type: ignore[no-untyped-def]
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         return self._grid.send_and_receive(messages, timeout=timeout)

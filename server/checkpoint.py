@@ -84,7 +84,9 @@ class CheckpointStore:
         stem = f"round-{checkpoint.round:04d}"
         buffer = io.BytesIO()
         names = list(checkpoint.arrays)
-        np.savez(buffer, **{f"a{i}": np.asarray(checkpoint.arrays[n]) for i, n in enumerate(names)})
+        arrays = {f"a{i}": np.asarray(checkpoint.arrays[n]) for i, n in enumerate(names)}
+        # allow_pickle is numpy's default, named so that no array name can take its place.
+        np.savez(buffer, allow_pickle=True, **arrays)
         blob = buffer.getvalue()
         write_bytes_atomic(self.directory / f"{stem}.npz", blob)
         meta = {

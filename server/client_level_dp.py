@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
@@ -119,9 +119,12 @@ class ClientLevelDP:
         """What a checkpoint needs to resume this accountant."""
         return {"release_sizes": list(self.release_sizes)}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
         """Replay the recorded releases (the ledger already holds their entries)."""
-        for n in state.get("release_sizes", []):  # type: ignore[union-attr]
+        sizes = state.get("release_sizes", [])
+        if not isinstance(sizes, Iterable):
+            raise TypeError(f"release_sizes must be a list of counts, not {type(sizes).__name__}")
+        for n in sizes:
             if self.accountant is not None:
                 self.accountant.record_release(int(n))
             self.release_sizes.append(int(n))

@@ -146,7 +146,10 @@ def _train_round(
     for reply in replies:
         device = census.device_id(reply.metadata.src_node_id)
         if reply.has_error():
-            outcome.failed[device] = reply.error.reason
+            reason = reply.error.reason
+            outcome.failed[device] = (
+                reason if reason is not None else f"error code {reply.error.code}"
+            )
             log.warning("round %d: device %s failed: %s", server_round, device, reply.error.reason)
             continue
         try:
@@ -176,10 +179,17 @@ def _train_round(
         if new_arrays is not None:
             outcome.arrays = new_arrays
         if train_metrics is not None and "train-loss" in train_metrics:
-            outcome.train_loss = float(train_metrics["train-loss"])
+            outcome.train_loss = _as_float(train_metrics["train-loss"], "train-loss")
     else:
         log.warning("round %d: no device trained; the global model is unchanged", server_round)
     return outcome
+
+
+def _as_float(value: object, key: str) -> float:
+    """A scalar metric as a float; :class:`WireError` if it is not a number."""
+    if not isinstance(value, (int, float)):
+        raise WireError(f"{key!r} must be a number, not {type(value).__name__}")
+    return float(value)
 
 
 def _screen(

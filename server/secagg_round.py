@@ -70,7 +70,12 @@ class _CapturingStrategy(LegacyFedAvg):
         proxies = client_manager.all()
         return [(proxies[str(n)], ins) for n in sorted(self._node_ids) if str(n) in proxies]
 
-    def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
         # SecAgg+ has put the unmasked aggregate into every result; with weight 1
         # per device it is the mean of the surviving clipped updates.
         fit_results: list[tuple[ClientProxy, FitRes]] = list(results)

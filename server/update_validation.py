@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -109,9 +110,9 @@ def screen_updates(
     return result
 
 
-def array_map(record: object) -> dict[str, np.ndarray]:
-    """Flower ``ArrayRecord`` (or a plain mapping) -> ``{name: ndarray}``."""
-    items = record.items() if hasattr(record, "items") else dict(record).items()  # type: ignore[arg-type]
+def array_map(record: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, np.ndarray]:
+    """Flower ``ArrayRecord`` (or a plain mapping, or name/value pairs) -> ``{name: ndarray}``."""
+    items = record.items() if hasattr(record, "items") else dict(record).items()
     out = {}
     for name, value in items:
         out[name] = value.numpy() if hasattr(value, "numpy") else np.asarray(value)

@@ -8,6 +8,8 @@ full-strength gradient.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -23,9 +25,11 @@ def training_loss(
     per-sample-gradient hooks, which sit on the submodules.
     """
     inner = getattr(model, "_module", model)
-    if hasattr(inner, "forward_heads"):
-        heads = inner.forward_heads(x)
-        loss = sum(F.cross_entropy(logits, y) for logits in heads)
+    forward_heads = getattr(inner, "forward_heads", None)
+    if forward_heads is not None:
+        heads = forward_heads(x)
+        # A sum of tensors is a tensor (``sum`` starts from 0, which adds to it).
+        loss = cast(torch.Tensor, sum(F.cross_entropy(logits, y) for logits in heads))
         return loss, torch.stack(heads, dim=0).mean(dim=0)
     logits = model(x)
     return F.cross_entropy(logits, y), logits

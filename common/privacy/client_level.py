@@ -49,7 +49,8 @@ def sum_updates(updates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
     if not updates:
         raise ValueError("no updates to sum")
     return [
-        np.sum([u[i] for u in updates], axis=0, dtype=np.float64) for i in range(len(updates[0]))
+        np.asarray(np.sum([u[i] for u in updates], axis=0, dtype=np.float64))
+        for i in range(len(updates[0]))
     ]
 
 

@@ -33,17 +33,17 @@ def simulated_run(tmp_path_factory):
             "-m",
             "fedmer.cli",
             "simulate",
-            "--subjects",
+            "--cohort-subjects",
             "4",
-            "--heldout",
+            "--num-heldout-subjects",
             "1",
-            "--clips-per-class",
+            "--cohort-clips-per-class",
             "3",
-            "--rounds",
+            "--num-server-rounds",
             str(ROUNDS),
             "--batch-size",
             "4",
-            "--out",
+            "--out-dir",
             str(out),
         ],
         env=env,
@@ -108,3 +108,15 @@ def test_final_model_and_plot_are_written(simulated_run):
     model = build_model("ststnet")
     model.load_state_dict(torch.load(out / "final_model.pt"))
     assert (out / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_fit_the_one_schema_and_devices_keep_their_own_ledgers(simulated_run):
+    from common.results_schema import validate_results
+
+    out, _, results = simulated_run
+    validate_results(results)
+    ledgers = sorted((out / "devices").glob("partition-*/state/privacy_ledger.jsonl"))
+    # Each training device wrote its ledger in its own materialized state folder.
+    assert len(ledgers) == 3
+    for ledger in ledgers:
+        assert len(ledger.read_text().splitlines()) == ROUNDS

@@ -44,7 +44,7 @@ REJECT_WAIT = 20.0
 
 
 def _checkpoint_wired() -> bool:
-    source = (Path(__file__).resolve().parents[1] / "server" / "server_app.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "server" / "server_app.py").read_text()
     return "server.checkpoint" in source
 
 
@@ -58,12 +58,10 @@ needs_checkpoint_wiring = pytest.mark.skipif(
 def _warm(data_dir: Path, role: str):
     """Preprocess once, so the feature cache in the device's data dir is hot."""
     from client.local_data import load_local_data
-    from common.run_config import RunConfig
+    from common.node_config import NodeConfig
 
-    return load_local_data(
-        {"data-dir": str(data_dir), "role": role, "cache-dir": str(data_dir / ".fedmer-cache")},
-        RunConfig(),
-    )
+    node = NodeConfig(data_dir=str(data_dir), role=role, cache_dir=str(data_dir / ".fedmer-cache"))
+    return load_local_data(node, "ststnet")
 
 
 @pytest.fixture(scope="module")

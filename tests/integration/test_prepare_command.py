@@ -113,8 +113,8 @@ def test_prepare_then_simulate_end_to_end(prepared, tmp_path):
     env = dict(os.environ, FEDMER_CACHE=str(tmp_path / "cache"), FLWR_DISABLE_UPDATE_CHECK="1")
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "fedmer.cli", "simulate", "--data", str(out / "manifest.csv"), "--rounds", "2",
-         "--heldout", "1", "--batch-size", "4", "--out", str(run)],
+        [sys.executable, "-m", "fedmer.cli", "simulate", "--data-manifest", str(out / "manifest.csv"),
+         "--num-server-rounds", "2", "--num-heldout-subjects", "1", "--batch-size", "4", "--out-dir", str(run)],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -78,15 +78,15 @@ def test_screen_keeps_only_valid_updates(global_arrays):
     assert set(result.norms) == {0, 2, 3}
 
 
-def test_poisoning_mod_rewrites_only_when_configured():
+def test_poisoned_arrays_reverse_or_scale_the_update():
     from flwr.app import ArrayRecord as AR
 
-    from client.poisoning_mod import poisoned_arrays
+    from simulations.faults import poisoned_arrays
 
     g = AR([np.ones(3, dtype=np.float32)])
     w = AR([np.full(3, 2.0, dtype=np.float32)])
     np.testing.assert_allclose(poisoned_arrays(g, w, "sign-flip", None).to_numpy_ndarrays()[0], 0.0)
     np.testing.assert_allclose(poisoned_arrays(g, w, "scale", None).to_numpy_ndarrays()[0], 11.0)
     np.testing.assert_allclose(poisoned_arrays(g, w, "sign-flip", 5).to_numpy_ndarrays()[0], -4.0)
-    with pytest.raises(ValueError, match="poison='bogus'"):
+    with pytest.raises(ValueError, match="poison mode 'bogus'"):
         poisoned_arrays(g, w, "bogus", None)

@@ -31,14 +31,15 @@ def test_absent_class_is_left_out_not_counted_as_zero():
 
 
 def test_held_out_devices_are_pooled_before_scoring():
-    from flwr.app import MetricRecord
+    from common.wire import EvaluateReply
 
-    a = MetricRecord(
-        {f"cm-{i}-{j}": int(CM[i, j]) if i < 2 else 0 for i in range(3) for j in range(3)}
-    )
-    b = MetricRecord(
-        {f"cm-{i}-{j}": int(CM[i, j]) if i == 2 else 0 for i in range(3) for j in range(3)}
-    )
+    def reply(device: str, keep) -> EvaluateReply:
+        rows = tuple(tuple(int(CM[i, j]) if keep(i) else 0 for j in range(3)) for i in range(3))
+        # Through the wire format and back, as the server receives it.
+        return EvaluateReply.from_record(EvaluateReply(device, rows).to_record(), 3)
+
+    a, b = reply("a", lambda i: i < 2), reply("b", lambda i: i == 2)
     pooled = held_out_metrics([a, b], 3)
+    assert pooled["per_device"]["b"][2] == CM[2].tolist()
     assert pooled["confusion"] == CM.tolist()
     assert pooled["uf1"] == pytest.approx(summarize(CM)["uf1"])

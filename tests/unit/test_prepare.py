@@ -13,7 +13,14 @@ from client.datasets.clip_record import ClipRecord
 from client.feature_cache import FeatureCache
 from client.prepare import load_prepared, prepare_clips
 from client.preprocessing.features import PreprocessConfig
-from tests.test_preprocessing import BROWS, MOUTH, add_noise, draw_face, energy_halves, warp_local
+from tests.unit.test_preprocessing import (
+    BROWS,
+    MOUTH,
+    add_noise,
+    draw_face,
+    energy_halves,
+    warp_local,
+)
 
 SIZE = 160
 ONSET, APEX, OFFSET = 2, 6, 9
@@ -336,7 +343,7 @@ print("RESULT", len(result.ready), result.computed, len(result.skipped))
 """
     done = subprocess.run(
         [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert "RESULT 2 2 0" in done.stdout, done.stderr[-2000:]
     assert "computing 2 clip(s) in this process instead" in done.stderr

@@ -32,7 +32,7 @@ from simulations.synthetic.clip import apex_displacement, render_clip
 from simulations.synthetic.writer import read_video
 
 SPEC = CohortSpec(num_subjects=3, clips_per_class=2, seed=7)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FACE_CASCADE = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
 EYE_CASCADE = cv2.data.haarcascades + "haarcascade_eye.xml"
 

@@ -12,7 +12,7 @@ from client.datasets.manifest import read_manifest
 from client.feature_cache import FeatureCache
 from client.prepare import prepare_clips
 from client.preprocessing.features import PreprocessConfig
-from tests.test_prepare import (
+from tests.unit.test_prepare import (
     MOUTH,
     N_FRAMES,
     SIZE,

@@ -15,6 +15,7 @@ from common.privacy.budget import check_budget, effective_budget
 from common.privacy.ledger_audit import audit_chain
 from common.run_config import RunConfig
 from simulations.default_cohort import ensure_cohort
+from simulations.federation import prepare_federation
 from simulations.synthetic import CohortSpec
 
 
@@ -54,19 +55,18 @@ def test_a_device_with_budget_2_refuses_once_it_would_exceed_it(cohort, tmp_path
         num_heldout_subjects=1,
         data_manifest=str(cohort),
     )
+    cfg, devices = prepare_federation(cfg, cohort, tmp_path / "run")
+    node_a = {**devices[0].node_config.to_flower(), "state-dir": str(tmp_path / "a")}
+    node_b = {**devices[1].node_config.to_flower(), "state-dir": str(tmp_path / "b")}
     limited = Context(
         run_id=1,
         node_id=7,
         state=RecordDict(),
         run_config=cfg.to_flower(),
-        node_config={"partition-id": 0, "state-dir": str(tmp_path / "a"), "epsilon-budget": 2.0},
+        node_config={**node_a, "epsilon-budget": 2.0},
     )
     unlimited = Context(
-        run_id=1,
-        node_id=8,
-        state=RecordDict(),
-        run_config=cfg.to_flower(),
-        node_config={"partition-id": 1, "state-dir": str(tmp_path / "b")},
+        run_id=1, node_id=8, state=RecordDict(), run_config=cfg.to_flower(), node_config=node_b
     )
     arrays = ArrayRecord(build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict())
     declined_in, epsilons = [], []

@@ -5,6 +5,19 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from common.models import build_model
 from common.payload_guard import PayloadViolation, check_outgoing
 
+_TRAIN_METRICS = {
+    "num-examples": 10,
+    "train-loss": 0.5,
+    "train-accuracy": 0.5,
+    "epsilon": 1.0,
+    "epsilon-prv": 0.9,
+    "delta": 1e-5,
+    "noise-multiplier": 1.1,
+    "sample-rate": 0.1,
+    "steps": 3,
+    "total-steps": 3,
+}
+
 
 @pytest.fixture()
 def global_arrays():
@@ -91,18 +104,20 @@ def test_a_signed_ledger_entry_may_leave_but_not_a_lookalike(global_arrays, tmp_
         )
 
 
-def test_the_secagg_fit_reply_is_checked_against_the_received_model():
+def test_the_secagg_fit_reply_is_checked_against_the_received_model(tmp_path):
     import numpy as np
     from flwr.common import ndarrays_to_parameters
     from flwr.compat.common.recorddict_compat import parameters_to_arrayrecord
 
     from common.payload_guard import check_reply
+    from tests.ledger_fixtures import signed_entry_line
 
     model = [t.numpy() for t in build_model("ststnet").state_dict().values()]
     request = RecordDict(
         {"fitins.parameters": parameters_to_arrayrecord(ndarrays_to_parameters(model), True)}
     )
     keys = list(request.array_records["fitins.parameters"].keys())
+    entry = signed_entry_line(tmp_path)
 
     def reply(arrays):
         from flwr.app import Array
@@ -111,15 +126,17 @@ def test_the_secagg_fit_reply_is_checked_against_the_received_model():
             {
                 "fitres.parameters": ArrayRecord({k: Array(a) for k, a in zip(keys, arrays)}),
                 "fitres.num_examples": MetricRecord({"num_examples": 1}),
-                "fitres.metrics": ConfigRecord({"epsilon": 1.0, "device-id": "dev-1"}),
+                "fitres.metrics": ConfigRecord(
+                    {**_TRAIN_METRICS, "device-id": "dev-1", "ledger-entry": entry}
+                ),
                 "fitres.status": ConfigRecord({"code": 0, "message": "ok"}),
             }
         )
 
-    check_reply(reply([np.zeros_like(a) for a in model]), request)
+    check_reply(reply([np.zeros_like(a) for a in model]), request, "train")
     flow = [np.zeros((3, 28, 28), np.float32)] + [np.zeros_like(a) for a in model[1:]]
     with pytest.raises(PayloadViolation, match="has shape \\(3, 28, 28\\)"):
-        check_reply(reply(flow), request)
+        check_reply(reply(flow), request, "train")
 
 
 def test_a_refused_reply_never_leaves_the_device_through_the_mod(global_arrays):

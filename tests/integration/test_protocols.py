@@ -8,20 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from client.model_inputs import preprocess_config_for, sequence_input
 from client.preprocessing.features import PreprocessConfig
-from common.metrics import weighted_f1
+from common.metrics import confusion_matrix, weighted_f1
 from common.models import input_shape_of
-from simulations.protocols.data import (
-    ProtocolData,
-    load_protocol_data,
-    preprocess_config_for,
-    sequence_input,
-)
-from simulations.protocols.federated import FederatedSchedule, train_federated
+from common.results_schema import validate_results
+from common.run_config import RunConfig
+from simulations.device_folders import read_device_index
+from simulations.protocols.data import ProtocolData, load_protocol_data
 from simulations.protocols.folds import Fold, check_fold, cross_dataset_fold, subject_folds
-from simulations.protocols.pooled import per_dataset_metrics, pooled_metrics
-from simulations.protocols.runner import ProtocolSpec, make_folds, run_protocol
+from simulations.protocols.pooled import confusion_metrics, per_dataset_metrics
+from simulations.protocols.runner import ProtocolSpec, make_folds, read_results, run_protocol
 from simulations.synthetic import CohortSpec, generate_cohort
+
+
+def pooled_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
+    return confusion_metrics(confusion_matrix(y_true, y_pred, num_classes))
+
 
 SUBJECTS = np.array(["a/1", "a/1", "a/2", "a/3", "a/3", "a/3", "b/1", "b/2", "b/2"])
 DATASETS = np.array([s.split("/")[0] for s in SUBJECTS])
@@ -97,7 +100,11 @@ def test_pooled_uf1_uar_match_hand_computation() -> None:
 def test_per_dataset_metrics_split_the_pooled_predictions() -> None:
     y_true = np.array([0, 1, 2, 0])
     y_pred = np.array([0, 1, 0, 0])
-    per = per_dataset_metrics(y_true, y_pred, np.array(["casme2", "casme2", "samm", "samm"]), 3)
+    datasets = np.array(["casme2", "casme2", "samm", "samm"])
+    per = per_dataset_metrics(
+        {d: [confusion_matrix(y_true[datasets == d], y_pred[datasets == d], 3)] for d in datasets},
+        3,
+    )
     assert per["casme2"]["uar"] == pytest.approx(1.0)
     assert per["samm"]["confusion"] == [[1, 0, 0], [0, 0, 0], [1, 0, 0]]
     assert per["samm"]["uar"] == pytest.approx((1 + 0) / 2)
@@ -129,23 +136,39 @@ def test_make_folds_requires_a_dataset_for_single_dataset_loso() -> None:
     assert len(only_x) == 18 and len(folds) == 2
 
 
-@pytest.mark.parametrize("mode", ["centralized", "federated", "federated-dp"])
-def test_every_mode_runs_loso_and_reports_one_format(mode: str) -> None:
-    # One round keeps the federated modes fast; centralized gets 2 epochs to learn.
-    rounds = 2 if mode == "centralized" else 1
+def test_centralized_baseline_learns_separable_data(tmp_path: Path) -> None:
     spec = ProtocolSpec(
         "loso",
-        mode,
-        rounds=rounds,
+        "centralized",
+        run=RunConfig(num_server_rounds=2, local_epochs=1, batch_size=4, learning_rate=0.1),
+    )
+    result = run_protocol(_toy_data(), spec, tmp_path / "unused.csv", tmp_path / "out")
+    assert result["num_folds"] == 4 and result["pooled"]["num_clips"] == 36
+    assert result["pooled"]["uf1"] > 0.9
+    for fold in range(1, 5):
+        # The baseline writes the same results document as a federated run.
+        validate_results(read_results(tmp_path / "out" / f"fold-{fold:02d}"))
+
+
+@pytest.mark.parametrize("mode", ["centralized", "federated", "federated-dp"])
+def test_every_mode_runs_loso_through_the_real_apps_and_reports_one_format(
+    tiny_cohort: tuple[Path, str], tmp_path: Path, mode: str
+) -> None:
+    manifest, cache_dir = tiny_cohort
+    data = load_protocol_data(manifest, cache_dir)
+    run = RunConfig(
+        num_server_rounds=1 if mode != "centralized" else 2,
         local_epochs=1,
         batch_size=4,
         learning_rate=0.1,
         target_epsilon=8.0,
+        cache_dir=cache_dir,
     )
-    result = run_protocol(_toy_data(), spec)
-    assert result["num_folds"] == 4
-    assert sum(f["num_test"] for f in result["folds"]) == 36
-    assert result["pooled"]["num_clips"] == 36
+    spec = ProtocolSpec("loso", mode, run=run, plain_learning_rate=0.05)
+    result = run_protocol(data, spec, manifest, tmp_path)
+    assert result["num_folds"] == 3
+    assert sum(f["num_test"] for f in result["folds"]) == 18
+    assert result["pooled"]["num_clips"] == 18
     assert set(result["pooled"]) == {
         "uf1",
         "uar",
@@ -154,40 +177,40 @@ def test_every_mode_runs_loso_and_reports_one_format(mode: str) -> None:
         "confusion",
         "num_clips",
     }
-    assert np.sum(result["pooled"]["confusion"]) == 36
+    assert np.sum(result["pooled"]["confusion"]) == 18
+    assert set(result["per_dataset"]) == set(data.datasets.tolist())
+    for number, fold in enumerate(result["folds"], 1):
+        fold_dir = tmp_path / f"fold-{number:02d}"
+        results = read_results(fold_dir)  # the one schema, validated
+        if mode == "centralized":
+            continue
+        index = read_device_index(fold_dir / "devices")
+        trained = {d["subject"] for d in index if d["role"] == "train"}
+        held_out = {d["subject"] for d in index if d["role"] == "heldout"}
+        # The held-out subject never trains; it is the fold's test subject.
+        assert held_out == set(fold["test_subjects"]) and trained.isdisjoint(held_out)
+        assert sorted(results["rounds"][0]["trained"]) == sorted(
+            d["device_id"] for d in index if d["role"] == "train"
+        )
+        ledgers = list((fold_dir / "devices").glob("partition-*/state/privacy_ledger.jsonl"))
+        # Every training device records its rounds, the non-private ones as ε = ∞.
+        assert len(ledgers) == len(trained)
     if mode == "federated-dp":
         assert result["epsilon"] == 8.0
         assert 0 < result["epsilon_spent"] <= 8.0 * 1.01
     else:
         assert result["epsilon"] is None and result["epsilon_spent"] is None
-    if mode == "centralized":
-        # Separable toy data: the centralized baseline must actually learn.
-        assert result["pooled"]["uf1"] > 0.9
 
 
 def test_spec_rejects_unknown_names_and_infinite_dp_budget() -> None:
     with pytest.raises(ValueError, match="protocol 'kfold' must be one of loso, composite"):
         ProtocolSpec("kfold", "centralized")
     with pytest.raises(ValueError, match="ε = ∞ is the federated mode"):
-        ProtocolSpec("loso", "federated-dp", target_epsilon=float("inf"))
-    assert ProtocolSpec("loso", "federated", target_epsilon=float("inf")).epsilon is None
-
-
-def test_federated_devices_are_only_training_subjects() -> None:
-    data = _toy_data()
-    fold = subject_folds(data.subjects)[0]
-    seen: list[int] = []
-    devices = []
-    for s in sorted(set(data.subjects[fold.train_idx].tolist())):
-        mask = data.subjects == s
-        devices.append((data.features[mask], data.labels[mask]))
-        seen.extend(np.flatnonzero(mask).tolist())
-    assert set(seen).isdisjoint(fold.test_idx.tolist())
-    model, eps = train_federated(
-        "ststnet", devices, FederatedSchedule(1, 1, 4, 0.1, target_epsilon=None), seed=0
+        ProtocolSpec("loso", "federated-dp", run=RunConfig(target_epsilon=float("inf")))
+    assert (
+        ProtocolSpec("loso", "federated", run=RunConfig(target_epsilon=float("inf"))).epsilon
+        is None
     )
-    assert eps == 0.0
-    assert sum(p.numel() for p in model.parameters()) == 1683
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +223,7 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.mark.parametrize("mode", ["centralized", "federated-dp"])
 def test_sequence_model_runs_loso_on_prepared_flow_sequences(
-    tiny_cohort: tuple[Path, str], mode: str
+    tiny_cohort: tuple[Path, str], tmp_path: Path, mode: str
 ) -> None:
     manifest, cache_dir = tiny_cohort
     # Apex features first, as `fedmer evaluate` loads them: the runner prepares
@@ -213,22 +236,21 @@ def test_sequence_model_runs_loso_on_prepared_flow_sequences(
     assert (sequences.subjects == data.subjects).all()
     assert load_protocol_data(manifest, cache_dir, model="msr3d") is sequences  # one shape
 
-    spec = ProtocolSpec(
-        "loso",
-        mode,
+    run = RunConfig(
         model="c3d_light",
-        folds=3,
-        rounds=1,
+        num_server_rounds=1,
         local_epochs=1,
         batch_size=4,
         learning_rate=0.1,
         target_epsilon=8.0,
+        cache_dir=cache_dir,
     )
+    spec = ProtocolSpec("loso", mode, run=run, folds=3)
     _, folds = make_folds(sequences, spec)
     for fold in folds:
         assert set(sequences.subjects[fold.train_idx]).isdisjoint(fold.test_subjects)
         assert set(sequences.subjects[fold.test_idx]) == set(fold.test_subjects)
-    result = run_protocol(data, spec)
+    result = run_protocol(data, spec, manifest, tmp_path)
     assert result["model"] == "c3d_light" and result["num_folds"] == 3
     assert [f["test_subjects"] for f in result["folds"]] == [list(f.test_subjects) for f in folds]
     assert all(f["num_train"] == 12 and f["num_test"] == 6 for f in result["folds"])

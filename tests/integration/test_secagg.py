@@ -13,12 +13,13 @@ import torch
 
 from client.dp_training import DPSettings, device_seed, train_with_dp
 from client.local_data import TRAIN, load_local_data
-from client.secagg_client import DROPOUT_ENV
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.privacy.client_level import clip_update, sum_updates
 from common.run_config import RunConfig
 from simulations.default_cohort import ensure_cohort
+from simulations.faults import DropOut
+from simulations.federation import prepare_federation, run_federation
 from simulations.synthetic import CohortSpec
 
 SUBJECTS, HELDOUT = 6, 1
@@ -53,14 +54,13 @@ def secagg_run(tmp_path_factory):
         min_nodes=SUBJECTS,
         round_timeout=300.0,
     )
-    devices = [load_local_data({"partition-id": p}, cfg) for p in range(SUBJECTS)]
+    cfg, simulated = prepare_federation(cfg, manifest, out)
+    devices = [load_local_data(d.node_config, cfg.model) for d in simulated]
     train = [d for d in devices if d.role == TRAIN]
     assert len(train) == 5
     dropped = train[0].device_id
-    mp.setenv(DROPOUT_ENV, dropped)
-    from simulations.flower_runtime import run_flower_simulation
-
-    run_flower_simulation(cfg, num_supernodes=SUBJECTS)
+    # The dropout is a fault mod attached by this test only, on Flower's Simulation Runtime.
+    run_federation(cfg, simulated, extra_mods=[DropOut(frozenset({dropped}))])
     mp.undo()
     return cfg, out, train, dropped
 
