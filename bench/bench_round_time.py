@@ -36,12 +36,10 @@ CLIPS_PER_CLASS = 3  # 9 clips per device
 
 def _warm(data_dir: Path, role: str) -> None:
     from client.local_data import load_local_data
-    from common.run_config import RunConfig
+    from common.node_config import NodeConfig
 
-    load_local_data(
-        {"data-dir": str(data_dir), "role": role, "cache-dir": str(data_dir / ".fedmer-cache")},
-        RunConfig(),
-    )
+    node = NodeConfig(data_dir=str(data_dir), role=role, cache_dir=str(data_dir / ".fedmer-cache"))
+    load_local_data(node, "ststnet")
 
 
 def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
@@ -89,26 +87,21 @@ def run_sim(num_train: int, rounds: int, clips_per_class: int) -> dict:
     from client.local_data import load_local_data
     from common.run_config import RunConfig
     from simulations.default_cohort import ensure_cohort
-    from simulations.flower_runtime import run_flower_simulation
+    from simulations.federation import prepare_federation, run_federation
     from simulations.synthetic import CohortSpec
 
     n = num_train + 1
     manifest = ensure_cohort(CohortSpec(num_subjects=n, clips_per_class=clips_per_class), workers=2)
     with tempfile.TemporaryDirectory(prefix="fedmer-bench-sim-") as out:
         cfg = RunConfig(
-            num_server_rounds=rounds,
-            num_heldout_subjects=1,
-            local_epochs=1,
-            data_manifest=str(manifest),
-            min_nodes=n,
-            round_timeout=900.0,
-            out_dir=out,
+            num_server_rounds=rounds, num_heldout_subjects=1, local_epochs=1, round_timeout=900.0
         )
-        for p in range(n):  # warm the shared feature cache
-            load_local_data({"partition-id": p}, cfg)
+        cfg, devices = prepare_federation(cfg, manifest, Path(out))
+        for d in devices:  # warm the shared feature cache
+            load_local_data(d.node_config, cfg.model)
         torch.set_num_threads(1)
         t0 = time.perf_counter()
-        run_flower_simulation(cfg, num_supernodes=n)
+        run_federation(cfg, devices)
         total = time.perf_counter() - t0
         results = json.loads((Path(out) / "results.json").read_text())
     return _point("sim", num_train, results, total)

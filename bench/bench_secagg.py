@@ -4,7 +4,8 @@ Both sides run fedmer's own code paths in one process: the server side is
 ``server.secagg_round.secure_round`` (Flower's SecAggPlusWorkflow) or a plain
 Message API round; the device side is a ClientApp with fedmer's mods
 (``secagg_when_requested_mod`` -> Flower's ``secaggplus_mod``, then the
-payload guard) and ``client.secagg_client.TrainRequest``. Local training is
+payload guard) and the wire schema's
+``TrainInstruction``/``LegacyTrainReply`` over the in-process transport. Local training is
 replaced by a fixed random update, so the figures are the aggregation
 protocol's own cost (the same DP-SGD time would be added to both sides).
 Bytes are the protobuf size of every message, both directions, as Flower
@@ -18,92 +19,91 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import time
-from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.serde import message_from_proto, message_to_proto
-from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from bench.machine import describe_machine
 from client.payload_guard_mod import payload_guard_mod
-from client.secagg_client import TrainRequest, secagg_when_requested_mod
+from client.secagg_client import clipped_update, secagg_when_requested_mod
 from common.models import build_model
+from common.node_config import NodeConfig
+from common.privacy.ledger import FileLines, Ledger, encode_entry
+from common.wire import LegacyTrainReply, TrainInstruction, TrainMetrics, TrainReply
 from server.secagg_round import SecAggSettings, secure_round
+from simulations.in_process import InProcessGrid
 
 CLIP = 1.0
+METRICS = TrainMetrics(10, 0.0, 0.0, 1.0, 1.0, 1e-5, 1.0, 0.1, 1, 1)
 
 
-def _bench_client() -> ClientApp:
+def _bench_client(ledger_dir: Path) -> ClientApp:
     app = ClientApp(mods=[secagg_when_requested_mod, payload_guard_mod])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        request = TrainRequest.parse(msg.content)
+        request = TrainInstruction.from_record(msg.content)
         model = build_model("ststnet")
-        model.load_state_dict(request.state_dict(model))
+        names = list(model.state_dict())
+        model.load_state_dict(
+            {k: torch.from_numpy(v.copy()) for k, v in request.named_arrays(names).items()}
+        )
         rng = np.random.default_rng(context.node_id)
         with torch.no_grad():  # stands in for local training
             for p in model.parameters():
                 p.add_(torch.from_numpy(rng.normal(0, 0.01, p.shape).astype(np.float32)))
-        return Message(request.reply(model, {"num-examples": 10}, {}, CLIP), reply_to=msg)
+        device = f"bench-{context.node_id}"
+        entry = encode_entry(_ledger(ledger_dir, device).append(
+            round=1, device_id=device, event="train", mechanism="dp-sgd", sigma=1.0, q=0.1,
+            steps=1, delta=1e-5, epsilon=1.0, budget=0.0, accountant="rdp", note="",
+        ))  # fmt: skip
+        if request.legacy:
+            update = clipped_update(model, request, CLIP)
+            reply = LegacyTrainReply(device, update, tuple(request.arrays.keys()), METRICS, entry)
+            return Message(reply.to_record(), reply_to=msg)
+        plain = TrainReply(device, ArrayRecord(model.state_dict()), METRICS, entry)
+        return Message(plain.to_record(), reply_to=msg)
 
     return app
 
 
-class InProcessGrid(Grid):
-    """Delivers messages straight to in-process ClientApps and counts their bytes."""
-
-    def __init__(self, num_nodes: int) -> None:
-        app = _bench_client()
-        self._nodes = {
-            n: (
-                app,
-                Context(run_id=1, node_id=n, node_config={}, state=RecordDict(), run_config={}),
-            )
-            for n in range(1, num_nodes + 1)
-        }
-        self.bytes = 0
-        self.messages = 0
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self._nodes)
-
-    def send_and_receive(self, messages, *, timeout=None):  # type: ignore[no-untyped-def]
-        replies = []
-        for msg in messages:
-            # Through protobuf and back, as on the wire: each side gets its own copy.
-            down = message_to_proto(msg)
-            app, context = self._nodes[msg.metadata.dst_node_id]
-            reply = message_to_proto(app(message_from_proto(down), context))
-            self.bytes += down.ByteSize() + reply.ByteSize()
-            self.messages += 2
-            replies.append(message_from_proto(reply))
-        return replies
-
-    # Unused by either round; required by the Grid interface.
-    def set_run(self, run_id):  # type: ignore[no-untyped-def]
-        pass
-
-    @property
-    def run(self):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def create_message(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def push_messages(self, messages):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
+_KEYS: dict[str, Ed25519PrivateKey] = {}
 
 
-def plain_round(grid: InProcessGrid, arrays: ArrayRecord) -> None:
+def _ledger(directory: Path, device: str) -> Ledger:
+    key = _KEYS.setdefault(device, Ed25519PrivateKey.generate())
+    return Ledger(FileLines(directory / f"{device}.jsonl"), key)
+
+
+class CountingGrid(InProcessGrid):
+    """fedmer's in-process transport, with every message put through protobuf and counted."""
+
+    bytes: int = 0
+    messages: int = 0
+
+    def _deliver(self, message: Message) -> Message:
+        # Through protobuf and back, as on the wire: each side gets its own copy.
+        down = message_to_proto(message)
+        reply = message_to_proto(super()._deliver(message_from_proto(down)))
+        self.bytes += down.ByteSize() + reply.ByteSize()
+        self.messages += 2
+        return message_from_proto(reply)
+
+
+def _grid(num_nodes: int, ledger_dir: Path) -> CountingGrid:
+    nodes = [NodeConfig(data_dir=str(ledger_dir)) for _ in range(num_nodes)]
+    return CountingGrid(_bench_client(ledger_dir), nodes, {})
+
+
+def plain_round(grid: CountingGrid, arrays: ArrayRecord) -> None:
     messages = [
         Message(
             RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": 1})}),
@@ -117,7 +117,7 @@ def plain_round(grid: InProcessGrid, arrays: ArrayRecord) -> None:
     _ = [np.mean(layer, axis=0) for layer in zip(*stacked)]
 
 
-def secagg_round(grid: InProcessGrid, arrays: ArrayRecord) -> None:
+def secagg_round(grid: CountingGrid, arrays: ArrayRecord) -> None:
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
     result = secure_round(
         grid,
@@ -135,7 +135,7 @@ def measure(kind: str, num_nodes: int, repeats: int) -> tuple[float, int]:
     run = secagg_round if kind == "secagg" else plain_round
     times, sizes = [], []
     for _ in range(repeats + 1):  # the first is a warm-up
-        grid = InProcessGrid(num_nodes)
+        grid = _grid(num_nodes, Path(tempfile.mkdtemp(prefix="fedmer-bench-secagg-")))
         started = time.perf_counter()
         run(grid, arrays)
         times.append(time.perf_counter() - started)
