@@ -40,7 +40,9 @@ class RunConfig:
     local_epochs: int = _key(2, DEVICE, "passes over the local clips per round")
     batch_size: int = _key(8, DEVICE, "expected batch size (Poisson sampling rate = batch / clips)")
     learning_rate: float = _key(0.5, DEVICE, "local SGD step size")
-    model: str = _key("ststnet", COORDINATOR, "model architecture (ststnet, off-apexnet, ...)")
+    model: str = _key(
+        "ststnet", COORDINATOR, "model architecture: ststnet, off_apexnet, c3d_light or msr3d"
+    )
     dp_sgd: bool = _key(
         True,
         DEVICE,

@@ -45,6 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=min(2, os.cpu_count() or 1),
         help="processes for data generation and preprocessing",
     )
+    harness.add_argument(
+        "--materialize-only",
+        action="store_true",
+        help="write the devices' folders and node configs under OUT_DIR/devices, then stop "
+        "(for `flwr run . --run-config simulation-dir=...`)",
+    )
     harness.add_argument("--verbose", action="store_true", help="show Flower's own log")
     p.set_defaults(handler=run)
 
@@ -69,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"[fedmer] {prepared.summary()}", flush=True)
 
     cfg, devices = prepare_federation(cfg, manifest, out_dir)
+    if args.materialize_only:
+        print(
+            f"[fedmer] {len(devices)} devices materialized; run them with "
+            f"flwr run . --run-config \"simulation-dir='{cfg.simulation_dir}'\" "
+            f"(options.num-supernodes = {len(devices)})",
+            flush=True,
+        )
+        return 0
     if not args.verbose:
         _quiet_flower()
     run_federation(cfg, devices, transport=args.transport, verbose=args.verbose)

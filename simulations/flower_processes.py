@@ -78,12 +78,13 @@ def tagged_pids(tag: str) -> list[int]:
             environ = (proc / "environ").read_bytes() + b"\0"
         except OSError:
             continue
-        if needle in environ and _alive(int(proc.name)):
+        if needle in environ and is_alive(int(proc.name)):
             found.append(int(proc.name))
     return found
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` is a living (not zombie) process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -109,13 +110,13 @@ def stop_process_tree(proc: subprocess.Popen, grace: float = 8.0) -> None:
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(is_alive(p) for p in pids):
         if proc.poll() is None:
             time.sleep(0.1)
         else:
             time.sleep(0.1)
     for pid in pids:
-        if _alive(pid):
+        if is_alive(pid):
             _signal(pid, signal.SIGKILL)
     for group in groups:
         if group == os.getpgid(0):
@@ -164,7 +165,7 @@ def stop_pids(pids: list[int], grace: float = 10.0) -> None:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _alive(p)]
+        pids = [p for p in pids if is_alive(p)]
         time.sleep(0.2)
     for pid in pids:
         _signal(pid, signal.SIGKILL)

@@ -90,7 +90,8 @@ def materialized_flwr_run(
     from simulations.default_cohort import cohort_manifest
     from simulations.federation import prepare_federation
 
-    cfg = RunConfig.from_flower(parse_overrides(overrides))
+    values = parse_overrides(overrides)
+    cfg = RunConfig.from_flower(values)
     out_dir = Path(cfg.out_dir or Path("runs") / time.strftime("flwr-%Y%m%d-%H%M%S"))
     cfg, devices = prepare_federation(cfg, cohort_manifest(cfg, progress=True), out_dir)
     derived = {
@@ -99,12 +100,15 @@ def materialized_flwr_run(
         "data-manifest": cfg.data_manifest,
         "min-nodes": cfg.min_nodes,
     }
-    pairs = [*overrides, *(f"{k}={_toml(v)}" for k, v in derived.items())]
+    # Each key once: flwr refuses a run config that names a key twice.
+    pairs = [f"{k}={_toml(v)}" for k, v in {**values, **derived}.items()]
     return flwr_run(pairs, len(devices), timeout=timeout, flwr_home=flwr_home)
 
 
 def _toml(value: object) -> str:
-    return f"'{value}'" if isinstance(value, str) else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

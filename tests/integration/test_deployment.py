@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from simulations.deployment import LocalDeployment, RunningProcess, descendants, tagged_pids
+from simulations.deployment import LocalDeployment, RunningProcess
+from simulations.flower_processes import descendants, is_alive, tagged_pids
 from simulations.synthetic import CohortSpec, generate_cohort
 
 NUM_TRAIN = 3
@@ -122,16 +123,8 @@ def federation(tmp_path_factory, device_data):
     finally:
         started = [p.pid for p in dep.processes]
         dep.close()
-        leftovers = [pid for pid in started if _alive(pid)] + tagged_pids(dep.tag)
+        leftovers = [pid for pid in started if is_alive(pid)] + tagged_pids(dep.tag)
         assert not leftovers, f"processes still running after close(): {leftovers}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _run_config(out: Path, rounds: int = 2, **extra) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from simulations.flwr_local import flwr_run, local_superlink_pids
+from simulations.flower_processes import local_superlink_pids
+from simulations.flwr_local import materialized_flwr_run
 
 
 def test_flwr_run_dot_trains_and_stops_its_superlink(tmp_path, monkeypatch):
@@ -13,16 +14,14 @@ def test_flwr_run_dot_trains_and_stops_its_superlink(tmp_path, monkeypatch):
     monkeypatch.setenv("FLWR_LOCAL_SUPERLINK_HTTP_API_PORT", "39191")
     monkeypatch.setenv("FLWR_LOCAL_CONTROL_API_PORT", "39193")
     out = tmp_path / "run"
-    result = flwr_run(
+    result = materialized_flwr_run(
         [
             "num-server-rounds=2",
             "cohort-subjects=4",
             "cohort-clips-per-class=2",
             "num-heldout-subjects=1",
-            "min-nodes=4",
             f"out-dir='{out}'",
         ],
-        num_supernodes=4,
         timeout=600,
         flwr_home=tmp_path / "flwr-home",
     )
@@ -35,3 +34,6 @@ def test_flwr_run_dot_trains_and_stops_its_superlink(tmp_path, monkeypatch):
     # The SuperLink really ran under this FLWR_HOME, and was stopped by its PID.
     assert (tmp_path / "flwr-home" / "local-superlink" / "superlink.log").exists()
     assert local_superlink_pids(tmp_path / "flwr-home") == []
+    # Each of Flower's simulated devices read its own materialized folder.
+    assert sorted(results["devices"].values()) == ["heldout", "train", "train", "train"]
+    assert len(list((out / "devices").glob("partition-*/state/privacy_ledger.jsonl"))) == 3

@@ -76,25 +76,9 @@ def test_arrays_without_a_global_model_are_refused():
 
 
 def test_a_signed_ledger_entry_may_leave_but_not_a_lookalike(global_arrays, tmp_path):
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from tests.ledger_fixtures import signed_entry_line
 
-    from common.privacy.ledger import FileLines, Ledger, encode_entry
-
-    entry = Ledger(FileLines(tmp_path / "l.jsonl"), Ed25519PrivateKey.generate()).append(
-        round=1,
-        device_id="dev-1",
-        event="train",
-        mechanism="dp-sgd",
-        sigma=1.0,
-        q=0.1,
-        steps=10,
-        delta=1e-5,
-        epsilon=1.2,
-        budget=0.0,
-        accountant="rdp",
-        note="",
-    )
-    line = encode_entry(entry)
+    line = signed_entry_line(tmp_path)
     assert len(line) > 256  # longer than any other string may be
     check_outgoing(RecordDict({"info": ConfigRecord({"ledger-entry": line})}), global_arrays)
     smuggled = line.replace('"note":""', '"note":"","frames":[1,2,3]')
