@@ -25,29 +25,25 @@ from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
-from client.accountant_state import DevicePrivacyState, open_device_state
-from client.dp_training import DPSettings, device_seed, predict, train_with_dp
-from client.local_data import TRAIN, LocalData, device_node_config, load_local_data
+from client.accountant_state import open_device_state
+from client.dp_training import predict
+from client.evaluation_release import release_confusion
+from client.local_data import HELDOUT, TRAIN, LocalData, device_node_config, load_local_data
 from client.payload_guard_mod import payload_guard_mod
-from client.plain_training import LocalSchedule, train_plain
+from client.privacy_policy import Refusal
 from client.secagg_client import clipped_update, secagg_when_requested_mod
+from client.training_round import Refused, RoundContext, train_round
 from common.labels import COMPOSITE_CLASSES
 from common.metrics import confusion_matrix
 from common.models import build_model
 from common.node_config import NodeConfig
-from common.privacy.accounting import epsilon_prv
-from common.privacy.budget import check_budget, effective_budget
-from common.privacy.dp_plan import DPPlan
-from common.privacy.ledger import encode_entry
 from common.run_config import RunConfig
 from common.wire import (
     ARRAYS,
     CensusReply,
     Decline,
-    EvaluateReply,
     LegacyTrainReply,
     TrainInstruction,
-    TrainMetrics,
     TrainReply,
 )
 
@@ -55,9 +51,11 @@ log = logging.getLogger(__name__)
 
 
 def census(msg: Message, context: Context) -> Message:
-    """Tell the server this device's role and how many clips it can use."""
+    """The device's role, id and policy: nothing derived from its data."""
     node, data = _device(context)
-    reply = CensusReply(data.device_id, data.role, len(data), len(data.skipped))
+    reply = CensusReply(
+        data.device_id, data.role, node.epsilon_budget, node.max_delta, node.seeded_sampling
+    )
     return Message(reply.to_record(), reply_to=msg)
 
 
@@ -66,32 +64,25 @@ def train(msg: Message, context: Context) -> Message:
     cfg = RunConfig.from_flower(context.run_config)
     node, data = _device(context)
     request = TrainInstruction.from_record(msg.content)
-    if data.role != TRAIN or len(data) == 0:
-        reason = data.describe_emptiness() if len(data) == 0 else f"role is {data.role}"
-        return _decline(msg, request, data.device_id, reason, "")
-    if not cfg.dp_sgd and not node.allow_non_private:
-        reason = (
-            "the run asks for training without DP-SGD, which this device's node "
-            "config does not allow (allow-non-private)"
-        )
-        return _decline(msg, request, data.device_id, reason, "")
+    if data.role != TRAIN:
+        return _decline(msg, request, data.device_id, Refusal("not-a-training-device", data.role))
+    if len(data) == 0:
+        refusal = Refusal("no-usable-clips", data.describe_emptiness())
+        return _decline(msg, request, data.device_id, refusal)
+    state = open_device_state(node.state_dir)
+    if state is None:
+        return _decline(msg, request, data.device_id, _NO_STATE_DIR)
 
-    state = open_device_state(context, node.state_dir)
-    plan = DPPlan.for_device(len(data), cfg.batch_size, cfg.local_epochs, cfg.num_server_rounds)
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     names = list(model.state_dict().keys())
     model.load_state_dict(
         {k: torch.from_numpy(v.copy()) for k, v in request.named_arrays(names).items()}
     )
-    seed = device_seed(cfg.seed, request.server_round, data.device_id)
-    if cfg.dp_sgd:
-        outcome = _train_private(model, data, node, cfg, plan, state, request, seed)
-        if isinstance(outcome, Decline):
-            return _decline(msg, request, outcome.device_id, outcome.reason, outcome.ledger_entry)
-        metrics, entry = outcome
-    else:
-        metrics, entry = _train_non_private(model, data, cfg, state, request, seed)
-
+    ctx = RoundContext(data, node, cfg, state, str(context.run_id), request.server_round)
+    outcome = train_round(model, ctx)
+    if isinstance(outcome, Refused):
+        return _decline(msg, request, data.device_id, outcome.refusal, outcome.ledger_entry)
+    metrics, entry = outcome
     if request.legacy:
         update = clipped_update(model, request, cfg.client_clipping_norm)
         legacy = LegacyTrainReply(
@@ -103,15 +94,27 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def evaluate(msg: Message, context: Context) -> Message:
-    """Confusion-matrix counts of the global model on the local clips."""
+    """Held-out devices only: the global model's confusion counts, released with noise."""
     cfg = RunConfig.from_flower(context.run_config)
-    _, data = _device(context)
+    node, data = _device(context)
+    server_round = _server_round(msg)
+    if data.role != HELDOUT:
+        # A training device's counts would be its label histogram, unaccounted.
+        return _refuse_evaluation(msg, data.device_id, Refusal("not-a-held-out-device", data.role))
+    if len(data) == 0:
+        refusal = Refusal("no-usable-clips", data.describe_emptiness())
+        return _refuse_evaluation(msg, data.device_id, refusal)
+    state = open_device_state(node.state_dir)
+    if state is None:
+        return _refuse_evaluation(msg, data.device_id, _NO_STATE_DIR)
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
     cm = confusion_matrix(data.labels, predict(model, data.features), len(COMPOSITE_CLASSES))
-    # Only the pooled counts leave the device, never per-clip predictions.
-    reply = EvaluateReply(data.device_id, tuple(tuple(int(c) for c in row) for row in cm))
-    return Message(reply.to_record(), reply_to=msg)
+    ctx = RoundContext(data, node, cfg, state, str(context.run_id), server_round)
+    released = release_confusion(cm, ctx)
+    if isinstance(released, Refused):
+        return _refuse_evaluation(msg, data.device_id, released.refusal, released.ledger_entry)
+    return Message(released.to_record(), reply_to=msg)
 
 
 def build_client_app(extra_mods: Sequence[Mod] = ()) -> ClientApp:
@@ -145,142 +148,36 @@ def _simulation_dir(cfg: RunConfig) -> str:
     return f"{cfg.out_dir}/devices" if cfg.out_dir else ""
 
 
-def _train_private(
-    model: torch.nn.Module,
-    data: LocalData,
-    node: NodeConfig,
-    cfg: RunConfig,
-    plan: DPPlan,
-    state: DevicePrivacyState,
-    request: TrainInstruction,
-    seed: int,
-) -> tuple[TrainMetrics, str] | Decline:
-    history = state.history()
-    sigma = _noise_multiplier(state, cfg, plan)
-    # The node config's budget, when the operator set one, else the run's.
-    budget = effective_budget(node.epsilon_budget or cfg.epsilon_budget, cfg.target_epsilon)
-    decision = check_budget(
-        history, (sigma, plan.sample_rate, plan.steps_per_round), cfg.delta, budget
-    )
-    ledger_fields = {
-        "round": request.server_round,
-        "device_id": data.device_id,
-        "mechanism": "dp-sgd",
-        "sigma": sigma,
-        "q": plan.sample_rate,
-        "delta": cfg.delta,
-        "budget": budget,
-        "accountant": "rdp",
-    }
-    if not decision.allowed:
-        # Recorded before replying: the refusal is part of the device's history.
-        entry = state.ledger.append(
-            **ledger_fields,
-            event="refused",
-            steps=0,
-            epsilon=decision.spent,
-            note=decision.reason()[:200],
-        )
-        return Decline(data.device_id, decision.reason(), encode_entry(entry))
-    result = train_with_dp(
-        model,
-        data.features,
-        data.labels,
-        epochs=cfg.local_epochs,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        dp=DPSettings(sigma, cfg.max_grad_norm, cfg.delta),
-        history=history,
-        seed=seed,
-    )
-    # fsynced before the reply leaves: an acknowledged spend is never lost.
-    entry = state.ledger.append(
-        **ledger_fields, event="train", steps=result.steps, epsilon=result.epsilon, note=""
-    )
-    metrics = TrainMetrics(
-        num_examples=result.num_examples,
-        train_loss=result.loss,
-        train_accuracy=result.accuracy,
-        epsilon=result.epsilon,
-        epsilon_prv=epsilon_prv(result.history, cfg.delta),
-        delta=cfg.delta,
-        noise_multiplier=sigma,
-        sample_rate=result.sample_rate,
-        steps=result.steps,
-        total_steps=result.total_steps,
-    )
-    return metrics, encode_entry(entry)
+def _server_round(msg: Message) -> int:
+    config = msg.content.config_records.get("config")
+    return int(config.get("server-round", 0)) if config is not None else 0  # type: ignore[arg-type]
 
 
-def _train_non_private(
-    model: torch.nn.Module,
-    data: LocalData,
-    cfg: RunConfig,
-    state: DevicePrivacyState,
-    request: TrainInstruction,
-    seed: int,
-) -> tuple[TrainMetrics, str]:
-    """The non-private baseline: plain SGD, ε = ∞, allowed only by the device's node config.
-
-    The round is recorded in the device's ledger like any other, as an
-    unbounded spend: once a device has trained without noise, no later figure
-    of its can claim a finite ε.
-    """
-    loss = train_plain(
-        model,
-        data.features,
-        data.labels,
-        LocalSchedule(cfg.local_epochs, cfg.batch_size, cfg.learning_rate),
-        seed,
-    )
-    steps = cfg.local_epochs * -(-len(data) // cfg.batch_size)
-    entry = state.ledger.append(
-        round=request.server_round,
-        device_id=data.device_id,
-        mechanism="none",
-        sigma=0.0,
-        q=1.0,
-        delta=cfg.delta,
-        budget=0.0,
-        accountant="none",
-        event="train",
-        steps=steps,
-        epsilon=float("inf"),
-        note="trained without DP (allow-non-private)",
-    )
-    metrics = TrainMetrics(
-        num_examples=len(data),
-        train_loss=loss,
-        train_accuracy=0.0,
-        epsilon=float("inf"),
-        epsilon_prv=float("inf"),
-        delta=cfg.delta,
-        noise_multiplier=0.0,
-        sample_rate=1.0,
-        steps=steps,
-        total_steps=steps,
-    )
-    return metrics, encode_entry(entry)
+_NO_STATE_DIR = Refusal("no-state-dir", "node config names no state-dir for the ledger")
 
 
-def _noise_multiplier(state: DevicePrivacyState, cfg: RunConfig, plan: DPPlan) -> float:
-    """Sigma for this device, calibrated once for every step it plans to take."""
-    if cfg.target_epsilon <= 0:
-        return cfg.noise_multiplier
-    sigma = state.calibrated_sigma()
-    return sigma if sigma is not None else plan.noise_for(cfg.target_epsilon, cfg.delta)
+def _refuse_evaluation(
+    msg: Message, device_id: str, refusal: Refusal, ledger_entry: str = ""
+) -> Message:
+    log.warning("device %s declines to evaluate: %s", device_id, refusal.note())
+    return Message(Decline(device_id, refusal.code, ledger_entry).to_record(), reply_to=msg)
 
 
 def _decline(
-    msg: Message, request: TrainInstruction, device_id: str, reason: str, ledger_entry: str
+    msg: Message,
+    request: TrainInstruction,
+    device_id: str,
+    refusal: Refusal,
+    ledger_entry: str = "",
 ) -> Message:
     """Reply that this device trains nothing this round; the round goes on.
 
-    Under SecAgg+ a device cannot send a plain reply in the middle of the
-    protocol, so it drops out instead (the protocol tolerates that); its
-    ledger still records the refusal.
+    Only the fixed code leaves; the details stay in this device's log. Under
+    SecAgg+ a device cannot send a plain reply in the middle of the protocol,
+    so it drops out instead (the protocol tolerates that); its ledger still
+    records the refusal.
     """
-    log.warning("device %s declines to train: %s", device_id, reason)
+    log.warning("device %s declines to train: %s", device_id, refusal.note())
     if request.legacy:
-        raise RuntimeError(f"device {device_id} declines to train: {reason}")
-    return Message(Decline(device_id, reason, ledger_entry).to_record(), reply_to=msg)
+        raise RuntimeError(f"device {device_id} declines to train: {refusal.code}")
+    return Message(Decline(device_id, refusal.code, ledger_entry).to_record(), reply_to=msg)

@@ -71,15 +71,23 @@ def train_with_dp(
     learning_rate: float,
     dp: DPSettings,
     history: Sequence[Segment],
-    seed: int,
+    seed: int | None = None,
 ) -> LocalTrainingResult:
     """Train ``model`` in place with DP-SGD and return cumulative accounting.
 
     ``history`` is the device's accountant history before this round; the
     returned history includes this round's steps.
+
+    ``seed`` None (the default, and the only private choice) draws the Poisson
+    sampling and dropout from the operating system's secure random source,
+    fresh every round: a coordinator that knew the seed could replay every
+    batch and subsampling would amplify nothing against it. An integer seed
+    makes the batches reproducible, for non-private debugging and tests only.
     """
     if len(features) == 0:
         raise ValueError("no training examples on this device")
+    if seed is None:
+        seed = secrets.randbits(63)
     torch.manual_seed(seed)
     dataset = TensorDataset(
         torch.as_tensor(features, dtype=torch.float32),
@@ -96,8 +104,8 @@ def train_with_dp(
         engine = PrivacyEngine(accountant="rdp")
     engine.accountant.history = [tuple(seg) for seg in history]
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
-    # Noise must not be predictable from the run seed: anyone who knew the seed
-    # could subtract it. Sampling stays seeded for reproducible batches.
+    # Noise is always secret, whatever ``seed`` is: anyone who knew it could
+    # subtract the noise.
     noise_generator = torch.Generator().manual_seed(secrets.randbits(63))
     private_model, private_opt, private_loader = engine.make_private(
         module=model,

@@ -22,6 +22,8 @@ from typing import Any
 TRAIN, HELDOUT = "train", "heldout"
 ROLES = (TRAIN, HELDOUT)
 NODE_CONFIG_FILE = "node-config.json"
+MECHANISMS = frozenset({"dp-sgd", "gaussian-counts"})
+PRIVACY_UNITS = ("clip",)
 
 
 class NodeConfigError(ValueError):
@@ -41,10 +43,24 @@ class NodeConfig:
     cache_dir: str = ""
     role: str = TRAIN
     device_id: str = ""
-    # The device's own privacy limit (sample-level ε); 0 = the run's target.
+    # The device's privacy policy. A run config may tighten it, never loosen
+    # it; a request outside it is refused, with a signed entry in the ledger.
+    # epsilon_budget: the ε this device will ever spend (0 = none set: the
+    # device refuses every private mechanism until its operator sets one).
     epsilon_budget: float = 0.0
+    max_delta: float = 1e-5
+    min_noise_multiplier: float = 0.5
+    allowed_mechanisms: str = "dp-sgd,gaussian-counts"
+    # The unit every ε of this device protects. "clip" is what DP-SGD over
+    # clips gives; a subject-level mechanism is not built yet.
+    privacy_unit: str = "clip"
     # Whether this device may train without DP-SGD (a non-private baseline).
     allow_non_private: bool = False
+    # Non-private debugging only: Poisson batches drawn from a seed the
+    # coordinator knows (run seed, round, device id), so they are reproducible
+    # but give no subsampling amplification against the coordinator. A run
+    # with any such device is marked not private in results.json.
+    seeded_sampling: bool = False
     # Set by Flower's Simulation Runtime only.
     partition_id: int = -1
     num_partitions: int = 0
@@ -53,6 +69,10 @@ class NodeConfig:
     def simulated_by_partition(self) -> bool:
         """Flower's Simulation Runtime gave only a partition id; the rest is on disk."""
         return self.partition_id >= 0 and not (self.data_dir or self.manifest)
+
+    @property
+    def mechanisms(self) -> frozenset[str]:
+        return frozenset(m.strip() for m in self.allowed_mechanisms.split(",") if m.strip())
 
     @property
     def manifest_path(self) -> Path:
@@ -83,6 +103,21 @@ class NodeConfig:
             raise NodeConfigError(f"node config role={self.role!r} must be one of {ROLES}")
         if self.epsilon_budget < 0:
             raise NodeConfigError(f"node config epsilon-budget={self.epsilon_budget} must be >= 0")
+        if not 0 < self.max_delta < 1:
+            raise NodeConfigError(f"node config max-delta={self.max_delta} must be in (0, 1)")
+        if self.min_noise_multiplier < 0:
+            raise NodeConfigError(
+                f"node config min-noise-multiplier={self.min_noise_multiplier} must be >= 0"
+            )
+        unknown = sorted(self.mechanisms - MECHANISMS)
+        if unknown:
+            raise NodeConfigError(
+                f"node config allowed-mechanisms names {unknown[0]!r}; known: {sorted(MECHANISMS)}"
+            )
+        if self.privacy_unit not in PRIVACY_UNITS:
+            raise NodeConfigError(
+                f"node config privacy-unit={self.privacy_unit!r} must be one of {PRIVACY_UNITS}"
+            )
         if not (self.data_dir or self.manifest or self.partition_id >= 0):
             raise NodeConfigError("node config must name 'data-dir' or 'manifest'")
 

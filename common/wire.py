@@ -10,7 +10,15 @@ Replies, by the message type they answer:
 
 * ``query``    -> :class:`CensusReply`
 * ``train``    -> :class:`TrainReply`, or :class:`Decline`
-* ``evaluate`` -> :class:`EvaluateReply`
+* ``evaluate`` -> :class:`EvaluateReply` (held-out devices), or :class:`Decline`
+
+Nothing derived from a device's data leaves it unless a DP mechanism that the
+device accounts for in its ledger released it: a train reply carries the
+model (or the clipped update), the signed ledger entry and the privacy
+parameters, never a loss, an accuracy or an example count; an evaluate reply
+carries Gaussian-noised confusion counts; the census carries the device's
+role and policy; a decline carries a fixed reason code (details stay in the
+device's own log).
 * SecAgg+ fit (Flower's legacy ``fitins``/``fitres`` records) ->
   :class:`LegacyTrainReply`, carrying the clipped update instead of weights.
 """
@@ -35,6 +43,7 @@ from flwr.app import (
 
 ARRAYS, METRICS, INFO, CONFIG = "arrays", "metrics", "info", "config"
 DEVICE_ID, LEDGER_ENTRY, DECLINED = "device-id", "ledger-entry", "declined"
+NOISE_STD = "noise-std"
 SERVER_ROUND = "server-round"
 
 # Flower's legacy fit records (the only form SecAgg+ supports in flwr 1.41).
@@ -83,11 +92,12 @@ class TrainInstruction:
 
 @dataclass(frozen=True)
 class TrainMetrics:
-    """The scalars a training device reports: its accounting, nothing about its data."""
+    """The scalars a training device reports: its accounting, nothing about its data.
 
-    num_examples: int
-    train_loss: float
-    train_accuracy: float
+    ``aggregation_weight`` is the same (1) on every device: FedAvg must not
+    weight by exact local counts, which no mechanism releases.
+    """
+
     epsilon: float
     epsilon_prv: float
     delta: float
@@ -95,6 +105,7 @@ class TrainMetrics:
     sample_rate: float
     steps: int
     total_steps: int
+    aggregation_weight: float = 1.0
 
     def to_dict(self) -> dict[str, MetricRecordValues]:
         return {_kebab(k): v for k, v in asdict(self).items()}
@@ -106,7 +117,7 @@ class TrainMetrics:
             key = _kebab(f.name)
             if key not in values:
                 raise WireError(f"train metrics lack {key!r}")
-            kwargs[f.name] = int(values[key]) if f.type == "int" else float(values[key])
+            kwargs[f.name] = _as_int(values[key], key) if f.type == "int" else float(values[key])
         return cls(**kwargs)
 
 
@@ -144,19 +155,40 @@ class TrainReply:
         )
 
 
+# Why a device sits a message out. A fixed vocabulary: free text could carry
+# clip ids or preprocessing errors, which are the device's business.
+DECLINE_CODES = {
+    "no-usable-clips": "the device has no clips it can use",
+    "not-a-training-device": "the device's role is not train",
+    "not-a-held-out-device": "only held-out devices evaluate",
+    "non-private-not-allowed": "training without DP-SGD is outside the device's policy",
+    "mechanism-not-allowed": "the mechanism is not among the device's allowed mechanisms",
+    "delta-above-policy": "the run's delta is above the device's maximum delta",
+    "noise-below-policy": "the noise multiplier is below the device's minimum",
+    "no-budget": "the device has no epsilon budget in its node config",
+    "budget-exhausted": "the round would take the device past its epsilon budget",
+    "no-state-dir": "the device has no state-dir for its ledger",
+}
+
+
 @dataclass(frozen=True)
 class Decline:
-    """The device trains nothing this round, and says why (its refusal is in its ledger)."""
+    """The device sits this message out; a refusal on privacy grounds is in its ledger."""
 
     device_id: str
-    reason: str
+    code: str
     ledger_entry: str = ""
 
+    def __post_init__(self) -> None:
+        if self.code not in DECLINE_CODES:
+            raise WireError(f"decline code {self.code!r} is not one of {sorted(DECLINE_CODES)}")
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {DECLINE_CODES[self.code]}"
+
     def to_record(self) -> RecordDict:
-        info: dict[str, ConfigRecordValues] = {
-            DEVICE_ID: self.device_id,
-            DECLINED: self.reason[:200],
-        }
+        info: dict[str, ConfigRecordValues] = {DEVICE_ID: self.device_id, DECLINED: self.code}
         if self.ledger_entry:
             info[LEDGER_ENTRY] = self.ledger_entry
         return RecordDict({METRICS: MetricRecord({DECLINED: 1}), INFO: ConfigRecord(info)})
@@ -188,69 +220,87 @@ def parse_train_reply(content: RecordDict) -> TrainReply | Decline:
 
 @dataclass(frozen=True)
 class EvaluateReply:
-    """Pooled confusion counts of the global model on the device's clips."""
+    """Confusion counts of the global model on a held-out device, released with Gaussian noise.
+
+    ``confusion`` holds the released (noised) counts, ``noise_std`` the
+    standard deviation of the noise on each, and ``ledger_entry`` the signed
+    entry that accounts for the release. No exact count leaves the device.
+    """
 
     device_id: str
-    confusion: tuple[tuple[int, ...], ...]
-
-    @property
-    def num_examples(self) -> int:
-        return int(sum(sum(row) for row in self.confusion))
+    confusion: tuple[tuple[float, ...], ...]
+    noise_std: float
+    ledger_entry: str
 
     def to_record(self) -> RecordDict:
-        metrics: dict[str, MetricRecordValues] = {"num-examples": self.num_examples}
+        metrics: dict[str, MetricRecordValues] = {NOISE_STD: float(self.noise_std)}
         for i, row in enumerate(self.confusion):
             for j, count in enumerate(row):
-                metrics[f"cm-{i}-{j}"] = int(count)
-        return RecordDict(
-            {METRICS: MetricRecord(metrics), INFO: ConfigRecord({DEVICE_ID: self.device_id})}
-        )
+                metrics[f"cm-{i}-{j}"] = float(count)
+        info: dict[str, ConfigRecordValues] = {
+            DEVICE_ID: self.device_id,
+            LEDGER_ENTRY: self.ledger_entry,
+        }
+        return RecordDict({METRICS: MetricRecord(metrics), INFO: ConfigRecord(info)})
 
     @classmethod
     def from_record(cls, content: RecordDict, num_classes: int) -> EvaluateReply:
         _expect_records(content, arrays=set(), metrics={METRICS}, configs={INFO})
         metrics = content.metric_records[METRICS]
-        names = {"num-examples"} | {
+        names = {NOISE_STD} | {
             f"cm-{i}-{j}" for i in range(num_classes) for j in range(num_classes)
         }
         _expect_names("evaluate metrics", metrics, names)
         info = content.config_records[INFO]
-        _expect_names("evaluate info", info, {DEVICE_ID})
+        _expect_names("evaluate info", info, {DEVICE_ID, LEDGER_ENTRY})
         confusion = tuple(
-            tuple(_as_int(metrics[f"cm-{i}-{j}"], f"cm-{i}-{j}") for j in range(num_classes))
+            tuple(_as_float(metrics[f"cm-{i}-{j}"], f"cm-{i}-{j}") for j in range(num_classes))
             for i in range(num_classes)
         )
-        return cls(str(info[DEVICE_ID]), confusion)
+        return cls(
+            str(info[DEVICE_ID]),
+            confusion,
+            _as_float(metrics[NOISE_STD], NOISE_STD),
+            str(info[LEDGER_ENTRY]),
+        )
 
 
 @dataclass(frozen=True)
 class CensusReply:
+    """Who the device is and the policy it holds itself to; nothing derived from its data."""
+
     device_id: str
     role: str
-    num_clips: int
-    num_skipped: int
+    epsilon_budget: float
+    max_delta: float
+    seeded_sampling: bool
 
     def to_record(self) -> RecordDict:
-        return RecordDict(
-            {
-                INFO: ConfigRecord({"role": self.role, DEVICE_ID: self.device_id}),
-                METRICS: MetricRecord(
-                    {"num-clips": self.num_clips, "num-skipped": self.num_skipped}
-                ),
-            }
-        )
+        info: dict[str, ConfigRecordValues] = {
+            "role": self.role,
+            DEVICE_ID: self.device_id,
+            "epsilon-budget": float(self.epsilon_budget),
+            "max-delta": float(self.max_delta),
+            "seeded-sampling": bool(self.seeded_sampling),
+        }
+        return RecordDict({INFO: ConfigRecord(info)})
 
     @classmethod
     def from_record(cls, content: RecordDict) -> CensusReply:
-        _expect_records(content, arrays=set(), metrics={METRICS}, configs={INFO})
-        metrics = content.metric_records[METRICS]
-        _expect_names("census metrics", metrics, {"num-clips", "num-skipped"})
+        _expect_records(content, arrays=set(), metrics=set(), configs={INFO})
         info = content.config_records[INFO]
-        _expect_names("census info", info, {"role", DEVICE_ID})
+        _expect_names(
+            "census info",
+            info,
+            {"role", DEVICE_ID, "epsilon-budget", "max-delta", "seeded-sampling"},
+        )
         return cls(
-            str(info[DEVICE_ID]), str(info["role"]), _as_int(metrics["num-clips"], "num-clips"),
-            _as_int(metrics["num-skipped"], "num-skipped"),
-        )  # fmt: skip
+            str(info[DEVICE_ID]),
+            str(info["role"]),
+            _as_float(info["epsilon-budget"], "epsilon-budget"),
+            _as_float(info["max-delta"], "max-delta"),
+            bool(info["seeded-sampling"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -327,6 +377,8 @@ def parse_reply(message_type: str, content: RecordDict, num_classes: int | None 
             return content
         return parse_train_reply(content)
     if category == "evaluate":
+        if Decline.matches(content):
+            return Decline.from_record(content)
         metrics = content.metric_records.get(METRICS)
         size = num_classes if num_classes is not None else _confusion_size(metrics)
         return EvaluateReply.from_record(content, size)
@@ -385,3 +437,10 @@ def _as_int(value: object, key: str) -> int:
 
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
+
+
+def _as_float(value: object, key: str) -> float:
+    """A scalar record value as a float; :class:`WireError` if it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError(f"{key!r} must be a number, not {type(value).__name__}")
+    return float(value)

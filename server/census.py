@@ -30,7 +30,8 @@ class DeviceInfo:
     node_id: int
     device_id: str
     role: str
-    num_clips: int
+    epsilon_budget: float
+    seeded_sampling: bool
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Cens
             node_id=node_id,
             device_id=answer.device_id,
             role=answer.role,
-            num_clips=answer.num_clips,
+            epsilon_budget=answer.epsilon_budget,
+            seeded_sampling=answer.seeded_sampling,
         )
     return Census(devices)
 

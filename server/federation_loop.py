@@ -32,6 +32,7 @@ from common.wire import (
     EvaluateReply,
     WireError,
     legacy_metrics,
+    parse_reply,
     parse_train_reply,
 )
 from server.census import Census, NodeSubsetGrid, take_census
@@ -56,7 +57,6 @@ class RoundOutcome:
     trained: list[str] = field(default_factory=list)
     declined: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    train_loss: float | None = None
     seconds: float = 0.0
 
     def as_entry(self) -> dict[str, Any]:
@@ -67,8 +67,9 @@ class RoundOutcome:
             "accuracy": self.metrics["accuracy"],
             "confusion": self.metrics["confusion"],
             "heldout_devices": self.metrics.get("per_device", {}),
+            "heldout_noise_std": self.metrics.get("noise_std", {}),
+            "heldout_declined": self.metrics.get("declined", {}),
             "epsilon": self.epsilon,
-            "train_loss": self.train_loss,
             "trained": self.trained,
             "declined": self.declined,
             "failed": self.failed,
@@ -121,7 +122,9 @@ def run_rounds(
                 grid, strategy, arrays, census, server_round, settings, tracker, privacy
             )
         arrays = outcome.arrays
-        outcome.metrics = _evaluate_round(grid, strategy, arrays, census, server_round, settings)
+        outcome.metrics = _evaluate_round(
+            grid, strategy, arrays, census, server_round, settings, privacy.ledger
+        )
         outcome.epsilon = tracker.worst_epsilon()
         outcome.seconds = time.monotonic() - started
         on_round(outcome, census)
@@ -175,21 +178,12 @@ def _train_round(
             arrays, sum_updates(clipped), len(clipped), server_round
         )
     elif usable:
-        new_arrays, train_metrics = strategy.aggregate_train(server_round, usable)
+        new_arrays, _ = strategy.aggregate_train(server_round, usable)
         if new_arrays is not None:
             outcome.arrays = new_arrays
-        if train_metrics is not None and "train-loss" in train_metrics:
-            outcome.train_loss = _as_float(train_metrics["train-loss"], "train-loss")
     else:
         log.warning("round %d: no device trained; the global model is unchanged", server_round)
     return outcome
-
-
-def _as_float(value: object, key: str) -> float:
-    """A scalar metric as a float; :class:`WireError` if it is not a number."""
-    if not isinstance(value, (int, float)):
-        raise WireError(f"{key!r} must be a number, not {type(value).__name__}")
-    return float(value)
 
 
 def _screen(
@@ -235,7 +229,6 @@ def _secure_train_round(
         device = census.device_id(node_id)
         outcome.failed[device] = "dropped out of the SecAgg+ round"
         log.warning("round %d: device %s dropped out of SecAgg+", server_round, device)
-    losses = []
     for node_id, values in sorted(result.metrics.items()):
         device = census.device_id(node_id)
         try:
@@ -246,7 +239,6 @@ def _secure_train_round(
         _keep_ledger_entry(privacy.ledger, device, ledger_entry)
         tracker.record(device, server_round, metrics)
         outcome.trained.append(device)
-        losses.append(metrics.train_loss)
     if result.mean_update is None:
         log.warning(
             "round %d: SecAgg+ did not complete; the global model is unchanged", server_round
@@ -256,7 +248,6 @@ def _secure_train_round(
     outcome.arrays = privacy.client_dp.apply(
         arrays, [m.astype(np.float64) * n for m in result.mean_update], n, server_round
     )
-    outcome.train_loss = sum(losses) / len(losses) if losses else None
     return outcome
 
 
@@ -273,22 +264,37 @@ def _evaluate_round(
     census: Census,
     server_round: int,
     settings: FederationSettings,
+    ledger: ServerLedger,
 ) -> dict[str, Any]:
     eval_grid = NodeSubsetGrid(grid, census.nodes_with_role("heldout"))
     messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), eval_grid)
     replies = grid.send_and_receive(messages, timeout=settings.timeout)
-    records = []
+    records, declined = [], {}
     for reply in replies:
+        device = census.device_id(reply.metadata.src_node_id)
         if reply.has_error():
             log.warning(
                 "round %d: held-out device %s failed to evaluate: %s",
                 server_round,
-                census.device_id(reply.metadata.src_node_id),
+                device,
                 reply.error.reason,
             )
             continue
         try:
-            records.append(EvaluateReply.from_record(reply.content, settings.num_classes))
+            answer = parse_reply("evaluate", reply.content, settings.num_classes)
         except WireError as exc:
             log.warning("round %d: held-out reply outside the wire schema: %s", server_round, exc)
-    return held_out_metrics(records, settings.num_classes)
+            continue
+        if isinstance(answer, Decline):
+            declined[device] = answer.reason
+            _keep_ledger_entry(ledger, device, answer.ledger_entry)
+            log.warning(
+                "round %d: held-out device %s declined: %s", server_round, device, answer.reason
+            )
+            continue
+        assert isinstance(answer, EvaluateReply)
+        _keep_ledger_entry(ledger, device, answer.ledger_entry)
+        records.append(answer)
+    metrics = held_out_metrics(records, settings.num_classes)
+    metrics["declined"] = declined
+    return metrics

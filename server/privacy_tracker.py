@@ -4,10 +4,9 @@ Devices report cumulative epsilon (their accountant never resets), so the
 latest report per device is its total; the run's figure is the worst device.
 Devices that sat out a round keep their previous total.
 
-Alongside the RDP figure it keeps the device's PRV second opinion and the
-group-privacy conversion to subject level, with k = the device's number of
-clips (exact when a device holds one subject, as simulated devices do, and an
-upper bound on any one subject's clips otherwise).
+Alongside the RDP figure it keeps the device's PRV second opinion. Devices
+report no clip counts (none is released by a DP mechanism), so the
+coordinator cannot convert a clip-level ε to a subject-level one.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from common.privacy.group_privacy import subject_level
 from common.wire import TrainMetrics
 
 
@@ -30,15 +28,10 @@ class DevicePrivacy:
     delta: float
     epsilon: float
     epsilon_prv: float
-    clips: int
     last_round: int
 
     def as_dict(self) -> dict[str, Any]:
-        report = asdict(self)
-        # sigma and q are fixed for a device's whole run, so one segment is its history.
-        history = [(self.noise_multiplier, self.sample_rate, self.steps)]
-        report["subject_level"] = subject_level(history, self.clips, self.delta).as_dict()
-        return report
+        return asdict(self)
 
 
 class PrivacyTracker:
@@ -62,7 +55,6 @@ class PrivacyTracker:
             delta=metrics.delta,
             epsilon=epsilon,
             epsilon_prv=metrics.epsilon_prv,
-            clips=metrics.num_examples,
             last_round=server_round,
         )
 

@@ -29,10 +29,13 @@ PLOT_FILE = "rounds.png"
 
 PRIVACY_NOTE = (
     "epsilon is sample-level (per clip) DP-SGD, cumulative over all rounds, "
-    "reported by the RDP accountant (epsilon_prv: PRV second opinion). It is "
-    "not subject-level: a subject with k clips is a group of k records; "
-    "subject_level gives the group-privacy bound (inf = no finite bound). "
-    "client_level is a separate guarantee for a device's whole participation."
+    "reported by the RDP accountant (epsilon_prv: PRV second opinion), and "
+    "holds against the coordinator too: batches are sampled and noise drawn "
+    "from each device's secret random source. It is not subject-level: a "
+    "subject with k clips is a group of k records. Held-out metrics are "
+    "computed from Gaussian-noised counts, each device accounting for them in "
+    "its own ledger. client_level is a separate guarantee for a device's whole "
+    "participation."
 )
 
 
@@ -45,6 +48,8 @@ class RunResults:
     devices: dict[str, Any] = field(default_factory=dict)
     client_level: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
+    # Why this run's figures protect no one (seeded sampling, DP-SGD off); empty = private.
+    not_private_because: list[str] = field(default_factory=list)
 
     def add_round(self, entry: dict[str, Any]) -> None:
         self.rounds.append(entry)
@@ -60,6 +65,8 @@ class RunResults:
             "final": final,
             "privacy": {
                 "unit": "sample-level (one clip)",
+                "private": not self.not_private_because,
+                "not_private_because": self.not_private_because,
                 "accountant": "rdp",
                 "note": PRIVACY_NOTE,
                 "worst_epsilon": max((d["epsilon"] for d in self.privacy.values()), default=0.0),

@@ -90,6 +90,7 @@ def main(grid: Grid, context: Context) -> None:
         results.privacy = tracker.as_dict()
         results.client_level = client_dp.as_dict()
         results.devices = {d.device_id: d.role for d in latest.devices.values()}
+        results.not_private_because = _not_private_because(cfg, latest)
         save_model(outcome.arrays.to_torch_state_dict(), out_dir)
         results.save(out_dir)
         plot_rounds(results.rounds, out_dir / PLOT_FILE)
@@ -137,6 +138,20 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
+def _not_private_because(cfg: RunConfig, census: Census) -> list[str]:
+    reasons = []
+    if not cfg.dp_sgd:
+        reasons.append("dp-sgd is off: devices trained without noise")
+    seeded = sorted(d.device_id for d in census.devices.values() if d.seeded_sampling)
+    if seeded:
+        reasons.append(
+            "seeded-sampling (a non-private debug switch) on "
+            + ", ".join(seeded)
+            + ": their batches are reproducible from the run seed"
+        )
+    return reasons
+
+
 def _secagg_settings(cfg: RunConfig) -> SecAggSettings | None:
     if not cfg.secagg:
         return None
@@ -151,10 +166,14 @@ def _secagg_settings(cfg: RunConfig) -> SecAggSettings | None:
 def _announce(census: Census, out_dir: Path) -> None:
     train = census.nodes_with_role("train")
     heldout = census.nodes_with_role("heldout")
-    clips = sum(d.num_clips for d in census.devices.values())
+    seeded = [d.device_id for d in census.devices.values() if d.seeded_sampling]
     _say(
-        f"{len(train)} training devices, {len(heldout)} held-out devices, "
-        f"{clips} usable clips; writing to {out_dir}"
+        f"{len(train)} training devices, {len(heldout)} held-out devices; writing to {out_dir}"
+        + (
+            f"; NOT PRIVATE: {len(seeded)} devices sample batches from a known seed"
+            if seeded
+            else ""
+        )
     )
 
 

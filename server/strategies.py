@@ -68,6 +68,9 @@ def canonical_name(name: str) -> str:
     return key
 
 
+AGGREGATION_WEIGHT = "aggregation-weight"
+
+
 def build_strategy(settings: StrategySettings, num_train_nodes: int | None = None) -> Strategy:
     """The Flower strategy for ``settings.name``; validates robust-aggregation limits.
 
@@ -82,6 +85,8 @@ def build_strategy(settings: StrategySettings, num_train_nodes: int | None = Non
         min_train_nodes=settings.min_train_nodes,
         min_evaluate_nodes=settings.min_evaluate_nodes,
         min_available_nodes=settings.min_available_nodes,
+        # Uniform weights: no mechanism releases a device's exact example count.
+        weighted_by_key=AGGREGATION_WEIGHT,
     )
     if name == "fedavg":
         return FedAvg(**common)

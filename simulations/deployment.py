@@ -48,6 +48,7 @@ from simulations.flower_processes import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 CONNECTION = "fedmer-deployment"
+DEFAULT_DEVICE_BUDGET = 8.0
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -286,6 +287,8 @@ class LocalDeployment:
             "device-id": device_id,
             "role": role,
             "state-dir": str(keys.auth_private_key.parent),
+            # The operator's budget for this device; a device with none refuses to train.
+            "epsilon-budget": DEFAULT_DEVICE_BUDGET,
         }
         if data_dir is not None:
             config["data-dir"] = str(data_dir)

@@ -17,11 +17,13 @@ which gets only ``partition-id``, reads ``node-config.json`` of its partition.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from client.datasets.manifest import read_manifest, write_manifest
 from client.prepare import PREPARE_REPORT
@@ -35,6 +37,8 @@ from common.node_config import (
 from simulations.partitions import split_subjects
 
 INDEX_FILE = "devices.json"
+# The budget a simulated device holds when the run sets neither a target nor a budget.
+DEFAULT_EPSILON_BUDGET = 8.0
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,16 @@ def materialize_devices(
     root: Path,
     *,
     cache_dir: str = "",
-    allow_non_private: bool = False,
+    epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    policy: Mapping[str, Any] | None = None,
 ) -> list[SimulatedDevice]:
-    """Write one folder per (subject, role) under ``root``; returns the devices in order."""
+    """Write one folder per (subject, role) under ``root``; returns the devices in order.
+
+    The harness plays each simulated device's operator: it sets the device's
+    ε budget and, through ``policy`` (NodeConfig fields such as
+    ``allow_non_private``, ``seeded_sampling`` or ``min_noise_multiplier``),
+    any other part of its privacy policy.
+    """
     manifest = Path(manifest)
     table = read_manifest(manifest)
     by_subject: dict[str, list] = {}
@@ -91,8 +102,9 @@ def materialize_devices(
             cache_dir=cache_dir,
             role=role,
             device_id=device_id_for(partition_id),
-            allow_non_private=allow_non_private,
+            epsilon_budget=epsilon_budget,
         )
+        node = dataclasses.replace(node, **dict(policy or {}))
         write_node_config(folder / "node-config.json", node)
         devices.append(
             SimulatedDevice(partition_id, node.device_id, subject, clips[0].dataset, role, node)

@@ -15,13 +15,19 @@ SuperLink (see ``docs/deployment.md``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from flwr.clientapp.typing import Mod
 
 from common.run_config import RunConfig
-from simulations.device_folders import SimulatedDevice, heldout_assignment, materialize_devices
+from simulations.device_folders import (
+    DEFAULT_EPSILON_BUDGET,
+    SimulatedDevice,
+    heldout_assignment,
+    materialize_devices,
+)
 
 TRANSPORTS = ("in-process", "simulation")
 
@@ -31,12 +37,16 @@ def prepare_federation(
     manifest: Path,
     out_dir: Path,
     assignment: Sequence[tuple[str, str]] | None = None,
-    allow_non_private: bool = False,
+    policy: Mapping[str, Any] | None = None,
 ) -> tuple[RunConfig, list[SimulatedDevice]]:
     """Write the devices' folders under ``out_dir/devices``; the run config that points at them.
 
     ``assignment`` is (subject, role) per device; by default one device per
     subject with ``num-heldout-subjects`` of them held out, drawn by seed.
+    Each device's ε budget is the run's ``epsilon-budget``, else its
+    ``target-epsilon``, else :data:`DEFAULT_EPSILON_BUDGET`; ``policy``
+    sets other NodeConfig fields of every device (for example
+    ``allow_non_private`` for a non-private baseline).
     """
     out_dir = Path(out_dir).resolve()
     if assignment is None:
@@ -46,7 +56,8 @@ def prepare_federation(
         assignment,
         out_dir / "devices",
         cache_dir=cfg.cache_dir,
-        allow_non_private=allow_non_private,
+        epsilon_budget=cfg.epsilon_budget or cfg.target_epsilon or DEFAULT_EPSILON_BUDGET,
+        policy=policy,
     )
     cfg = cfg.replace(
         data_manifest=str(Path(manifest).resolve()),

@@ -40,10 +40,13 @@ GENESIS_HASH = "0" * 64
 # Every entry has exactly these fields; the payload guard and the auditor rely on it.
 ENTRY_FIELDS = (
     "seq",  # position in this chain, from 0: a deleted line shows as a gap
+    "run_id",  # the Flower run this entry belongs to ("" when there is none)
     "round",
     "device_id",  # the device (or "server") whose spend this is
-    "event",  # "train", "refused" (budget guard) or "release" (server aggregate)
-    "mechanism",  # "dp-sgd" (sample-level) or "dp-fedavg" (client-level)
+    "event",  # "train", "refused" (policy or budget guard) or "release"
+    # "dp-sgd" (sample-level), "gaussian-counts" (held-out evaluation counts),
+    # "dp-fedavg" (client-level) or "none" (a non-private baseline: ε = ∞)
+    "mechanism",
     "sigma",
     "q",
     "steps",  # steps taken in this entry's round (0 for a refusal)
@@ -195,6 +198,7 @@ class Ledger:
         """Sign and append one entry; ``seq`` and ``prev_hash`` are filled in here."""
         existing = self.entries()
         entry: dict[str, Any] = {k: None for k in ENTRY_FIELDS}
+        entry["run_id"] = ""
         entry.update(fields)
         entry["seq"] = len(existing)
         entry["prev_hash"] = entry_hash(existing[-1]) if existing else GENESIS_HASH

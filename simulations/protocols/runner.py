@@ -204,7 +204,7 @@ def _federated_fold(
         manifest,
         fold_dir,
         assignment=assignment,
-        allow_non_private=spec.mode == "federated",
+        policy={"allow_non_private": True} if spec.mode == "federated" else None,
     )
     run_federation(cfg, devices, transport="in-process")
     return read_results(fold_dir)

@@ -137,7 +137,7 @@ def test_compare_runs_every_fold_through_the_real_apps(tmp_path: Path, monkeypat
     assert (out / "comparison.md").exists() and (out / "privacy_utility.png").exists()
     for row in ("centralized", "federated", "federated-dp-eps8"):
         summary = json.loads((out / row / "protocol.json").read_text())
-        assert summary["num_folds"] == 4 and summary["pooled"]["num_clips"] == 24
+        assert summary["num_folds"] == 4 and sum(f["num_test"] for f in summary["folds"]) == 24
         for fold in range(1, 5):
             fold_dir = out / row / f"fold-{fold:02d}"
             results = json.loads((fold_dir / "results.json").read_text())
@@ -145,9 +145,9 @@ def test_compare_runs_every_fold_through_the_real_apps(tmp_path: Path, monkeypat
             if row == "centralized":
                 continue
             ledgers = sorted(fold_dir.glob("devices/partition-*/state/privacy_ledger.jsonl"))
-            assert len(ledgers) == 3  # the three training subjects of the fold
+            assert len(ledgers) == 4  # the three training subjects and the held-out one
             if row == "federated-dp-eps8":
                 assert all(audit_chain(ledger).ok for ledger in ledgers)
                 kept = sorted((fold_dir / "ledger" / "devices").glob("*.jsonl"))
-                assert len(kept) == 3  # the coordinator's copies of the signed entries
+                assert len(kept) == 4  # the coordinator's copies of the signed entries
                 assert 0 < results["privacy"]["worst_epsilon"] <= 8.0 * 1.001

@@ -168,9 +168,9 @@ def test_full_federated_run_over_tls_with_node_auth(federation, device_data, tmp
     assert results["devices"][device_data[-1].name] == "heldout"
     # The global model improved on the held-out device's clips: the final
     # model beats the ServerApp's seeded starting point (which predicts one
-    # class: accuracy 1/3), its UF1 is above chance (1/3 for 3 balanced
-    # classes; observed 0.60 and 0.83 in real runs), and DP noise did not make
-    # it lose more than 0.1 UF1 in round 2.
+    # class: accuracy 1/3), computed here exactly, on the device's data. The
+    # coordinator's own figures come from Gaussian-noised counts, each
+    # release accounted in the held-out device's ledger.
     from common.labels import COMPOSITE_CLASSES
     from common.models import build_model
 
@@ -179,10 +179,12 @@ def test_full_federated_run_over_tls_with_node_auth(federation, device_data, tmp
     final = torch.load(out / "final_model.pt", weights_only=True)
     acc0 = _heldout_accuracy(initial, device_data[-1])
     acc_final = _heldout_accuracy(final, device_data[-1])
-    uf1 = [r["uf1"] for r in rounds]
-    assert abs(acc_final - rounds[-1]["accuracy"]) < 1e-6, (acc_final, rounds[-1])
-    assert acc_final > acc0, (acc0, acc_final, uf1)
-    assert uf1[-1] > 1 / 3 and uf1[-1] >= uf1[0] - 0.1, (acc0, acc_final, uf1)
+    assert acc_final > acc0, (acc0, acc_final)
+    heldout = device_data[-1].name
+    assert all(r["heldout_noise_std"][heldout] > 0 for r in rounds)
+    released = out / "ledger" / "devices" / f"{heldout}.jsonl"
+    entries = [json.loads(line) for line in released.read_text().splitlines()]
+    assert [e["mechanism"] for e in entries] == ["gaussian-counts"] * 2
 
 
 def test_unregistered_key_and_plain_tcp_are_rejected(federation):

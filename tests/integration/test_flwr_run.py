@@ -36,4 +36,5 @@ def test_flwr_run_dot_trains_and_stops_its_superlink(tmp_path, monkeypatch):
     assert local_superlink_pids(tmp_path / "flwr-home") == []
     # Each of Flower's simulated devices read its own materialized folder.
     assert sorted(results["devices"].values()) == ["heldout", "train", "train", "train"]
-    assert len(list((out / "devices").glob("partition-*/state/privacy_ledger.jsonl"))) == 3
+    # 3 training ledgers and the held-out device's evaluation releases.
+    assert len(list((out / "devices").glob("partition-*/state/privacy_ledger.jsonl"))) == 4

@@ -1,8 +1,9 @@
 """SecAgg+ acceptance: 5 training devices, one forced dropout, central noise 0.
 
 The unmasked aggregate must equal the plain mean of the surviving devices'
-clipped updates. Sample-level noise is 0 here too, so each survivor's update
-can be recomputed in this process from the same data, seed and code.
+clipped updates. The devices train without DP-SGD here (their node configs
+allow it), so each survivor's update can be recomputed in this process from
+the same data, seed and code: with DP-SGD the sampling and noise are secret.
 """
 
 import json
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from client.dp_training import DPSettings, device_seed, train_with_dp
+from client.dp_training import device_seed
 from client.local_data import TRAIN, load_local_data
+from client.plain_training import LocalSchedule, train_plain
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.privacy.client_level import clip_update, sum_updates
@@ -38,9 +40,7 @@ def secagg_run(tmp_path_factory):
         local_epochs=1,
         batch_size=4,
         learning_rate=0.5,
-        target_epsilon=0.0,
-        noise_multiplier=0.0,
-        max_grad_norm=1.0,
+        dp_sgd=False,
         client_noise_multiplier=0.0,
         client_clipping_norm=CLIP_NORM,
         secagg=True,
@@ -54,7 +54,7 @@ def secagg_run(tmp_path_factory):
         min_nodes=SUBJECTS,
         round_timeout=300.0,
     )
-    cfg, simulated = prepare_federation(cfg, manifest, out)
+    cfg, simulated = prepare_federation(cfg, manifest, out, policy={"allow_non_private": True})
     devices = [load_local_data(d.node_config, cfg.model) for d in simulated]
     train = [d for d in devices if d.role == TRAIN]
     assert len(train) == 5
@@ -74,7 +74,8 @@ def test_round_completes_without_the_dropped_device(secagg_run):
     )
     assert list(round_1["failed"]) == [dropped]
     kept = sorted(p.stem for p in (out / "ledger" / "devices").glob("*.jsonl"))
-    assert dropped not in kept and len(kept) == 4
+    trained_kept = [k for k in kept if results["devices"].get(k) == "train"]
+    assert dropped not in kept and len(trained_kept) == 4
 
 
 def test_secure_aggregate_equals_plain_mean_of_surviving_clipped_updates(secagg_run):
@@ -86,16 +87,12 @@ def test_secure_aggregate_equals_plain_mean_of_surviving_clipped_updates(secagg_
     for data in (d for d in train if d.device_id != dropped):
         model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
         model.load_state_dict(initial)
-        train_with_dp(
+        train_plain(
             model,
             data.features,
             data.labels,
-            epochs=cfg.local_epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            dp=DPSettings(0.0, cfg.max_grad_norm, cfg.delta),
-            history=[],
-            seed=device_seed(cfg.seed, 1, data.device_id),
+            LocalSchedule(cfg.local_epochs, cfg.batch_size, cfg.learning_rate),
+            device_seed(cfg.seed, 1, data.device_id),
         )
         new = [t.detach().numpy() for t in model.state_dict().values()]
         update = [n - g for n, g in zip(new, global_arrays)]

@@ -40,7 +40,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for transport in ("in-process", "simulation"):
         run_dir = tmp_path_factory.mktemp(transport)
-        run_cfg, devices = prepare_federation(cfg, manifest, run_dir, allow_non_private=True)
+        run_cfg, devices = prepare_federation(
+            cfg, manifest, run_dir, policy={"allow_non_private": True}
+        )
         assert len(devices) == 4
         run_federation(run_cfg, devices, transport=transport)
         out[transport] = run_dir
@@ -65,9 +67,9 @@ def test_both_transports_write_the_one_results_schema(runs: dict[str, Path]) -> 
         validate_results(doc)
         assert [r["round"] for r in doc["rounds"]] == [1, 2]
         assert sorted(doc["devices"].values()) == ["heldout", "train", "train", "train"]
-    # Same devices, same ids, same held-out counts on both transports.
+    # Same devices and ids on both transports (held-out counts are released
+    # with fresh Gaussian noise, so they differ from run to run by design).
     assert docs["in-process"]["devices"] == docs["simulation"]["devices"]
-    assert docs["in-process"]["final"]["confusion"] == docs["simulation"]["final"]["confusion"]
 
 
 def test_a_broken_results_document_fails_the_schema(runs: dict[str, Path]) -> None:

@@ -36,7 +36,7 @@ def test_held_out_devices_are_pooled_before_scoring():
     def reply(device: str, keep) -> EvaluateReply:
         rows = tuple(tuple(int(CM[i, j]) if keep(i) else 0 for j in range(3)) for i in range(3))
         # Through the wire format and back, as the server receives it.
-        return EvaluateReply.from_record(EvaluateReply(device, rows).to_record(), 3)
+        return EvaluateReply.from_record(EvaluateReply(device, rows, 0.0, "e").to_record(), 3)
 
     a, b = reply("a", lambda i: i < 2), reply("b", lambda i: i == 2)
     pooled = held_out_metrics([a, b], 3)

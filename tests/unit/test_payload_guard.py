@@ -6,9 +6,6 @@ from common.models import build_model
 from common.payload_guard import PayloadViolation, check_outgoing
 
 _TRAIN_METRICS = {
-    "num-examples": 10,
-    "train-loss": 0.5,
-    "train-accuracy": 0.5,
     "epsilon": 1.0,
     "epsilon-prv": 0.9,
     "delta": 1e-5,
@@ -16,6 +13,7 @@ _TRAIN_METRICS = {
     "sample-rate": 0.1,
     "steps": 3,
     "total-steps": 3,
+    "aggregation-weight": 1.0,
 }
 
 

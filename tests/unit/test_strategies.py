@@ -51,7 +51,7 @@ def _reply(values: np.ndarray, node_id: int, n: int = 10) -> Message:
     content = RecordDict(
         {
             "arrays": ArrayRecord([values.astype(np.float32)]),
-            "metrics": MetricRecord({"num-examples": n}),
+            "metrics": MetricRecord({"aggregation-weight": 1.0}),
         }
     )
     metadata = Metadata(

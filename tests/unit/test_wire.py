@@ -19,7 +19,7 @@ from common.wire import (
 )
 from tests.ledger_fixtures import signed_entry_line
 
-METRICS = TrainMetrics(24, 0.7, 0.6, 5.3, 5.1, 1e-5, 2.0, 1 / 3, 6, 12)
+METRICS = TrainMetrics(5.3, 5.1, 1e-5, 2.0, 1 / 3, 6, 12)
 
 
 @pytest.fixture()
@@ -31,13 +31,34 @@ def test_every_reply_round_trips(model_arrays):
     train = TrainReply("sim-001", model_arrays, METRICS, "entry")
     back = parse_train_reply(train.to_record())
     assert isinstance(back, TrainReply) and back.metrics == METRICS
-    decline = Decline("sim-002", "no usable clips", "")
+    decline = Decline("sim-002", "no-usable-clips", "")
     assert parse_train_reply(decline.to_record()) == decline
-    evaluate = EvaluateReply("sim-003", ((2, 1, 0), (0, 3, 0), (0, 0, 1)))
+    evaluate = EvaluateReply("sim-003", ((2.3, 1.0, -0.4), (0, 3, 0), (0, 0, 1)), 1.5, "entry")
     assert EvaluateReply.from_record(evaluate.to_record(), 3) == evaluate
-    assert evaluate.num_examples == 7
-    census = CensusReply("sim-004", "heldout", 9, 1)
+    assert parse_reply("evaluate", decline.to_record()) == decline
+    census = CensusReply("sim-004", "heldout", 8.0, 1e-5, False)
     assert CensusReply.from_record(census.to_record()) == census
+
+
+def test_nothing_derived_from_data_is_in_the_schema():
+    """No loss, accuracy or count field exists in any reply the schema declares."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(TrainMetrics)}
+    assert not names & {"num_examples", "train_loss", "train_accuracy"}
+    census = set(CensusReply("d", "train", 8.0, 1e-5, False).to_record().config_records["info"])
+    assert census == {"role", "device-id", "epsilon-budget", "max-delta", "seeded-sampling"}
+    released = EvaluateReply("d", ((1.0,),), 1.0, "e").to_record().metric_records["metrics"]
+    assert set(released) == {"noise-std", "cm-0-0"}  # no exact num-examples
+
+
+def test_a_decline_carries_only_a_fixed_code():
+    with pytest.raises(WireError, match="decline code 'clip S01_3.avi: no face'"):
+        Decline("d", "clip S01_3.avi: no face")
+    record = Decline("d", "budget-exhausted").to_record()
+    record.config_records["info"]["declined"] = "clip S01_3.avi: no face"
+    with pytest.raises(WireError, match="is not one of"):
+        parse_train_reply(record)
 
 
 def test_an_undeclared_metric_is_refused(model_arrays):
@@ -45,7 +66,7 @@ def test_an_undeclared_metric_is_refused(model_arrays):
     record.metric_records["metrics"]["label-histogram-0"] = 12
     with pytest.raises(WireError, match="'label-histogram-0' is not declared"):
         parse_train_reply(record)
-    census = CensusReply("d", "train", 3, 0).to_record()
+    census = CensusReply("d", "train", 8.0, 1e-5, False).to_record()
     census.config_records["info"]["clip-ids"] = "a,b,c"
     with pytest.raises(WireError, match="'clip-ids' is not declared"):
         parse_reply("query", census)
@@ -63,8 +84,8 @@ def test_a_missing_field_or_record_is_refused(model_arrays):
     # Evaluate counts must form a square confusion matrix.
     odd = RecordDict(
         {
-            "metrics": MetricRecord({"num-examples": 1, "cm-0-0": 1, "cm-0-1": 0}),
-            "info": ConfigRecord({"device-id": "d"}),
+            "metrics": MetricRecord({"noise-std": 1.0, "cm-0-0": 1.0, "cm-0-1": 0.0}),
+            "info": ConfigRecord({"device-id": "d", "ledger-entry": "e"}),
         }
     )
     with pytest.raises(WireError, match="not a square"):
@@ -81,7 +102,7 @@ def test_the_payload_guard_refuses_what_the_schema_does_not_declare(model_arrays
     with pytest.raises(PayloadViolation, match="must fit the wire schema"):
         check_reply(good, request, "train")
     # An evaluate reply may not carry model arrays.
-    evaluate = EvaluateReply("d", ((1, 0, 0), (0, 1, 0), (0, 0, 1))).to_record()
+    evaluate = EvaluateReply("d", ((1, 0, 0), (0, 1, 0), (0, 0, 1)), 1.0, entry).to_record()
     evaluate.array_records["arrays"] = model_arrays
     with pytest.raises(PayloadViolation, match="must fit the wire schema"):
         check_reply(evaluate, request, "evaluate")

@@ -1,0 +1,189 @@
+"""One round of local training on the device, within its privacy policy.
+
+Private rounds (DP-SGD) are held against the device's policy and budget
+before any step is taken; a refusal is signed into the ledger before the
+reply leaves. A non-private round (``dp-sgd = false``) happens only where the
+node config allows it, and is recorded as an unbounded spend. Either way the
+reply carries only the privacy parameters, never a loss, an accuracy or an
+example count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from client.accountant_state import DevicePrivacyState
+from client.dp_training import DPSettings, device_seed, train_with_dp
+from client.local_data import LocalData
+from client.plain_training import LocalSchedule, train_plain
+from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
+from common.node_config import NodeConfig
+from common.privacy.accounting import epsilon_prv, epsilon_rdp
+from common.privacy.dp_plan import DPPlan, steps_per_epoch
+from common.privacy.ledger import encode_entry
+from common.run_config import RunConfig
+from common.wire import TrainMetrics
+
+DP_SGD = "dp-sgd"
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """Who and when: the device's identity and state, the run and round."""
+
+    data: LocalData
+    node: NodeConfig
+    cfg: RunConfig
+    state: DevicePrivacyState
+    run_id: str
+    server_round: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    refusal: Refusal
+    ledger_entry: str
+
+
+def train_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str] | Refused:
+    """Train ``model`` in place for one round; the metrics and the signed ledger line."""
+    if ctx.cfg.dp_sgd:
+        return _private_round(model, ctx)
+    if not ctx.node.allow_non_private:
+        detail = "the run asks for training without DP-SGD; allow-non-private is not set"
+        refusal = Refusal("non-private-not-allowed", detail)
+        return refuse_and_record(ctx, refusal, "none", 0.0, 1.0, spent_so_far(ctx))
+    return _non_private_round(model, ctx)
+
+
+def _private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str] | Refused:
+    cfg, data = ctx.cfg, ctx.data
+    plan = DPPlan.for_device(len(data), cfg.batch_size, cfg.local_epochs, cfg.num_server_rounds)
+    pinned = ctx.state.pinned_sigma(ctx.run_id, DP_SGD)
+    terms = mechanism_terms(ctx.node, cfg, DP_SGD, plan, pinned, cfg.noise_multiplier)
+    if isinstance(terms, Refusal):
+        return refuse_and_record(ctx, terms, DP_SGD, 0.0, plan.sample_rate, spent_so_far(ctx))
+    history = ctx.state.history()
+    spent, refusal = budget_refusal(
+        history, (terms.sigma, plan.sample_rate, plan.steps_per_round), terms
+    )
+    if refusal is not None:
+        return refuse_and_record(
+            ctx, refusal, DP_SGD, terms.sigma, plan.sample_rate, spent, terms.budget
+        )
+    # Secret sampling unless the operator switched on the non-private debug mode.
+    seed = None
+    if ctx.node.seeded_sampling:
+        seed = device_seed(cfg.seed, ctx.server_round, data.device_id)
+    result = train_with_dp(
+        model,
+        data.features,
+        data.labels,
+        epochs=cfg.local_epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        dp=DPSettings(terms.sigma, cfg.max_grad_norm, terms.delta),
+        history=history,
+        seed=seed,
+    )
+    # fsynced before the reply leaves: an acknowledged spend is never lost.
+    entry = ctx.state.ledger.append(
+        run_id=ctx.run_id,
+        round=ctx.server_round,
+        device_id=data.device_id,
+        mechanism=DP_SGD,
+        sigma=terms.sigma,
+        q=plan.sample_rate,
+        delta=terms.delta,
+        budget=terms.budget,
+        accountant="rdp",
+        event="train",
+        steps=result.steps,
+        epsilon=result.epsilon,
+        note="",
+    )
+    metrics = TrainMetrics(
+        epsilon=result.epsilon,
+        epsilon_prv=epsilon_prv(result.history, terms.delta),
+        delta=terms.delta,
+        noise_multiplier=terms.sigma,
+        sample_rate=result.sample_rate,
+        steps=result.steps,
+        total_steps=result.total_steps,
+    )
+    return metrics, encode_entry(entry)
+
+
+def _non_private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str]:
+    """Plain SGD, ε = ∞: recorded in the ledger like any other round, as an unbounded spend.
+
+    Once a device has trained without noise, no later figure of its can claim
+    a finite ε.
+    """
+    cfg, data = ctx.cfg, ctx.data
+    seed = device_seed(cfg.seed, ctx.server_round, data.device_id)
+    schedule = LocalSchedule(cfg.local_epochs, cfg.batch_size, cfg.learning_rate)
+    train_plain(model, data.features, data.labels, schedule, seed)
+    steps = cfg.local_epochs * steps_per_epoch(len(data), cfg.batch_size)
+    entry = ctx.state.ledger.append(
+        run_id=ctx.run_id,
+        round=ctx.server_round,
+        device_id=data.device_id,
+        mechanism="none",
+        sigma=0.0,
+        q=1.0,
+        delta=cfg.delta,
+        budget=0.0,
+        accountant="none",
+        event="train",
+        steps=steps,
+        epsilon=float("inf"),
+        note="trained without DP (allow-non-private)",
+    )
+    metrics = TrainMetrics(
+        epsilon=float("inf"),
+        epsilon_prv=float("inf"),
+        delta=cfg.delta,
+        noise_multiplier=0.0,
+        sample_rate=1.0,
+        steps=steps,
+        total_steps=steps,
+    )
+    return metrics, encode_entry(entry)
+
+
+def spent_so_far(ctx: RoundContext) -> float:
+    """The device's cumulative ε at the policy's δ (for the ledger line of a refusal)."""
+    history = ctx.state.history()
+    return epsilon_rdp(history, ctx.node.max_delta) if history else 0.0
+
+
+def refuse_and_record(
+    ctx: RoundContext,
+    refusal: Refusal,
+    mechanism: str,
+    sigma: float,
+    q: float,
+    spent: float,
+    budget: float = 0.0,
+) -> Refused:
+    """Sign the refusal into the ledger, then hand it back for the reply."""
+    entry = ctx.state.ledger.append(
+        run_id=ctx.run_id,
+        round=ctx.server_round,
+        device_id=ctx.data.device_id,
+        mechanism=mechanism,
+        sigma=sigma,
+        q=q,
+        # The device's δ, never a larger one the coordinator asked for.
+        delta=min(ctx.cfg.delta, ctx.node.max_delta),
+        budget=budget,
+        accountant="rdp",
+        event="refused",
+        steps=0,
+        epsilon=spent,
+        note=refusal.note(),
+    )
+    return Refused(refusal, encode_entry(entry))
