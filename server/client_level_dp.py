@@ -1,10 +1,13 @@
 """Client-level DP-FedAvg on the server: clip (unless devices did), average, add noise.
 
 The arithmetic lives in :mod:`common.privacy.client_level`; this module wires
-it to the round loop: sigma calibrated once for the planned rounds, the
-budget checked before each round (raising Flower's ``PrivacyBudgetExhausted``
-so the run stops with the last completed round kept), and one signed
-``release`` entry per aggregate in the server's ledger.
+it to the round loop: z calibrated once, at the start of the run, for the
+planned rounds, and persisted in every checkpoint, so a resumed run keeps it
+whatever its new ``num-server-rounds``; the noised sum divided by the fixed
+denominator W (the census's training devices); the budget checked before each
+round (raising Flower's ``PrivacyBudgetExhausted`` so the run stops with the
+last completed round kept); one signed ``release`` entry per aggregate in the
+server's ledger, each with its σ.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ class ClientLevelDP:
             else None
         )
         self._ledger = ledger
-        # How many devices contributed to each release: enough to rebuild the
-        # accountant exactly when a checkpointed run resumes.
-        self.release_sizes: list[int] = []
+        # The fixed denominator: the expected number of participants.
+        self.denominator = max(population, 1)
+        # The σ of every release so far: a resumed run replays exactly these.
+        self.release_sigmas: list[float] = []
         # Central noise must be unpredictable, whatever the run seed.
         self._rng = np.random.default_rng(secrets.randbits(128))
 
@@ -82,8 +86,14 @@ class ClientLevelDP:
     def apply(
         self, current: ArrayRecord, summed: Sequence[np.ndarray], n: int, server_round: int
     ) -> ArrayRecord:
-        """New global weights: current + (sum of n clipped updates + noise) / n."""
-        mean = add_sum_noise(summed, n, self.noise_multiplier, self.clipping_norm, self._rng)
+        """New global weights: current + (sum of the n clipped updates + noise) / W.
+
+        W is the fixed denominator, never ``n``: the contributors' count is
+        recorded in the ledger note for the operator, not used in the release.
+        """
+        mean = add_sum_noise(
+            summed, self.denominator, self.noise_multiplier, self.clipping_norm, self._rng
+        )
         self._release(n, server_round)
         return ArrayRecord(
             {
@@ -97,8 +107,8 @@ class ClientLevelDP:
     def _release(self, n: int, server_round: int) -> None:
         if self.accountant is None:
             return
-        epsilon = self.accountant.record_release(n)
-        self.release_sizes.append(n)
+        epsilon = self.accountant.record_release(self.noise_multiplier)
+        self.release_sigmas.append(self.noise_multiplier)
         self._ledger.chain.append(
             round=server_round,
             device_id="server",
@@ -111,23 +121,39 @@ class ClientLevelDP:
             epsilon=epsilon,
             budget=self.budget,
             accountant=ACCOUNTANT_NAME,
-            note=f"{n} devices",
+            note=f"{n} devices contributed; denominator {self.denominator}",
         )
         log.info("round %d: client-level epsilon %.3f", server_round, epsilon)
 
     def state_dict(self) -> dict[str, object]:
-        """What a checkpoint needs to resume this accountant."""
-        return {"release_sizes": list(self.release_sizes)}
+        """What a checkpoint needs to resume this accountant: z, W and every release's σ."""
+        return {
+            "noise_multiplier": self.noise_multiplier,
+            "denominator": self.denominator,
+            "release_sigmas": list(self.release_sigmas),
+        }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
-        """Replay the recorded releases (the ledger already holds their entries)."""
-        sizes = state.get("release_sizes", [])
-        if not isinstance(sizes, Iterable):
-            raise TypeError(f"release_sizes must be a list of counts, not {type(sizes).__name__}")
-        for n in sizes:
+        """Resume: keep the checkpoint's z and W, and replay each release at its own σ.
+
+        A resumed run may plan another number of rounds; recalibrating z for it
+        would change the noise of the releases still to come relative to what
+        the budget check assumed, so z is kept as it was chosen at the start.
+        """
+        sigmas = state.get("release_sigmas", [])
+        if not isinstance(sigmas, Iterable):
+            raise TypeError(f"release_sigmas must be a list, not {type(sigmas).__name__}")
+        z = state.get("noise_multiplier", self.noise_multiplier)
+        self.noise_multiplier = float(z)  # type: ignore[arg-type]
+        self.denominator = int(state.get("denominator", self.denominator))  # type: ignore[call-overload]
+        if self.accountant is not None or self.enabled:
+            self.accountant = ClientLevelAccountant(
+                self.noise_multiplier, self.delta, self.denominator, self.budget
+            )
+        for sigma in sigmas:
             if self.accountant is not None:
-                self.accountant.record_release(int(n))
-            self.release_sizes.append(int(n))
+                self.accountant.record_release(float(sigma))
+            self.release_sigmas.append(float(sigma))
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -1,16 +1,22 @@
 """Client-level DP-FedAvg: clip each device's update, add Gaussian noise to the sum.
 
 Protects a device's whole participation in a round (all its clips, all its
-subjects), unlike DP-SGD which protects one clip. Per round, the sum of
-updates clipped to L2 norm ``C`` has sensitivity ``C`` to adding or removing
-one device, so adding N(0, (z C)^2) to the sum (z C / n to the mean of n
-updates) is a Gaussian mechanism with noise multiplier ``z``.
+subjects), unlike DP-SGD which protects one clip.
+
+Neighbouring relation: add or remove one device. Per round, the sum of
+updates clipped to L2 norm ``C`` changes by at most ``C`` when one device is
+added or removed, so adding N(0, (z C)^2) to the sum is a Gaussian mechanism
+with noise multiplier ``z``. The noised sum is divided by a **fixed
+denominator**, the expected number of participants W (the census's training
+devices, public before the round), as McMahan et al. (2018) do: dividing by
+the actual number of contributors would make the divisor itself depend on the
+neighbouring dataset, which this accounting does not cover.
 
 Accounting uses Flower's RDP accountant (backed by ``dp-accounting``) with
 **no sampling amplification**: every training device is asked every round, so
 there is no random subsampling to amplify privacy, and claiming it would
-understate epsilon. The number of contributing devices is treated as public,
-as in Flower's own fixed-clipping strategies.
+understate epsilon. Each release is composed with its own recorded σ, so a
+resumed run replays exactly what was spent.
 """
 
 from __future__ import annotations
@@ -56,16 +62,17 @@ def sum_updates(updates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
 
 def add_sum_noise(
     summed: Sequence[np.ndarray],
-    n: int,
+    denominator: int,
     noise_multiplier: float,
     clipping_norm: float,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
-    """Noise on the sum of ``n`` clipped updates, returned as their mean.
+    """Noise on the sum of clipped updates, divided by the fixed ``denominator`` W.
 
     Shared by plain aggregation (the server sums updates it can see) and
     SecAgg+ (the server only ever sees the sum).
     """
+    n = max(int(denominator), 1)
     std = noise_multiplier * clipping_norm
     return [
         ((np.asarray(s, dtype=np.float64) + rng.normal(0.0, std, size=np.shape(s))) / n).astype(
@@ -90,10 +97,14 @@ class ClientLevelAccountant:
         self._accountant = _new_accountant(delta, self._population)
         self.releases = 0
 
-    def _event(self, contributors: int) -> GaussianPrivacyEvent:
+    def _event(self, noise_multiplier: float | None = None) -> GaussianPrivacyEvent:
+        # No amplification: the event is the plain Gaussian mechanism whatever
+        # the sample size; sample_size = population keeps Flower's API happy.
         return GaussianPrivacyEvent(
-            noise_multiplier=self.noise_multiplier,
-            sample_size=max(1, min(contributors, self._population)),
+            noise_multiplier=self.noise_multiplier
+            if noise_multiplier is None
+            else noise_multiplier,
+            sample_size=self._population,
             population_size=self._population,
         )
 
@@ -104,10 +115,11 @@ class ClientLevelAccountant:
         """Would one more release take epsilon over the budget (0 = no budget)?"""
         if self.budget <= 0:
             return False
-        return self._accountant.would_exceed(self._event(1), max_epsilon=self.budget)
+        return self._accountant.would_exceed(self._event(), max_epsilon=self.budget)
 
-    def record_release(self, contributors: int) -> float:
-        self._accountant.compose(self._event(contributors))
+    def record_release(self, noise_multiplier: float | None = None) -> float:
+        """Compose one release at its own σ (default: this accountant's z)."""
+        self._accountant.compose(self._event(noise_multiplier))
         self.releases += 1
         return self.epsilon()
 

@@ -228,3 +228,79 @@ def test_a_device_without_a_state_dir_refuses_to_train(cohort, tmp_path):
     arrays = ArrayRecord(build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict())
     reply = app(_message(MessageType.TRAIN, arrays, 1), _context(node, cfg, 7))
     assert reply.content.config_records["info"]["declined"] == "no-state-dir"
+
+
+class _Inspector:
+    """Everything the devices sent, as the transport carried it (outside every mod)."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[str, RecordDict]] = []
+
+
+def _inspected_run(cohort: Path, run_dir: Path, secagg: bool) -> _Inspector:
+    from client.client_app import app as client_app
+    from server.server_app import app as server_app
+    from simulations import in_process
+
+    inspector = _Inspector()
+
+    class InspectingGrid(in_process.InProcessGrid):
+        def _deliver(self, message: Message) -> Message:
+            reply = super()._deliver(message)
+            if reply.has_content():
+                inspector.replies.append((message.metadata.message_type, reply.content))
+            return reply
+
+    cfg = RunConfig(
+        num_server_rounds=ROUNDS,
+        local_epochs=1,
+        batch_size=4,
+        num_heldout_subjects=1,
+        secagg=secagg,
+        client_noise_multiplier=1.0 if secagg else 0.0,
+        census_settle=0.0,
+    )
+    cfg, devices = prepare_federation(cfg, cohort, run_dir)
+    grid = InspectingGrid(client_app, [d.node_config for d in devices], cfg.to_flower())
+    from flwr.common.constant import SUPERLINK_NODE_ID
+
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = (
+        1,
+        grid.run_id,
+        SUPERLINK_NODE_ID,
+    )
+    context = Context(
+        run_id=grid.run_id,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config=cfg.to_flower(),
+    )
+    server_app(grid, context)
+    return inspector
+
+
+@pytest.mark.parametrize("secagg", [False, True])
+def test_every_message_a_device_sends_fits_the_documented_schema(cohort, tmp_path, secagg):
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    from common.wire import parse_reply
+
+    inspector = _inspected_run(cohort, tmp_path / "run", secagg)
+    kinds: dict[str, int] = {}
+    for message_type, content in inspector.replies:
+        if RECORD_KEY_CONFIGS in content.config_records:
+            # A SecAgg+ protocol stage: key material and masked vectors only.
+            assert set(content.keys()) == {RECORD_KEY_CONFIGS}
+            kinds["secagg-stage"] = kinds.get("secagg-stage", 0) + 1
+            continue
+        parsed = parse_reply(message_type, content, 3)  # raises on anything undeclared
+        kinds[type(parsed).__name__] = kinds.get(type(parsed).__name__, 0) + 1
+        for record in content.metric_records.values():
+            assert not {"num-examples", "train-loss", "train-accuracy"} & set(record)
+    assert kinds.get("CensusReply", 0) >= 4
+    assert kinds.get("EvaluateReply", 0) == ROUNDS  # one held-out device, every round
+    if secagg:
+        assert kinds.get("secagg-stage", 0) > 0
+    else:
+        assert kinds.get("TrainReply", 0) == 3 * ROUNDS

@@ -28,7 +28,9 @@ def test_clipping_bounds_the_norm_and_keeps_small_updates():
 
 def test_noise_on_the_sum_has_std_z_times_c_over_n():
     rng = np.random.default_rng(0)
-    mean = add_sum_noise([np.zeros(200_000)], n=4, noise_multiplier=2.0, clipping_norm=0.5, rng=rng)
+    mean = add_sum_noise(
+        [np.zeros(200_000)], denominator=4, noise_multiplier=2.0, clipping_norm=0.5, rng=rng
+    )
     assert np.std(mean[0]) == pytest.approx(2.0 * 0.5 / 4, rel=0.01)
 
 
@@ -37,7 +39,7 @@ def test_client_level_epsilon_composes_without_amplification():
     accountant = ClientLevelAccountant(z, 1e-5, population=5, budget=4.0)
     for _ in range(5):
         assert not accountant.would_exceed()
-        epsilon = accountant.record_release(contributors=5)
+        epsilon = accountant.record_release()
     # q = 1: every device takes part every round; no sampling amplification claimed.
     assert epsilon == pytest.approx(rdp_epsilon([(z, 1.0, 5)], 1e-5), rel=1e-6)
     assert 3.9 < epsilon <= 4.0
@@ -58,3 +60,31 @@ def test_server_stops_with_privacy_budget_exhausted_and_ledgers_each_release(tmp
     assert [c.entry["event"] for c in audit.checks] == ["release", "release"]
     assert audit.spent() == pytest.approx(dp.accountant.epsilon())
     assert dp.as_dict()["sampling"].startswith("no amplification")
+
+
+def test_the_mean_uses_the_fixed_denominator_not_the_contributors(tmp_path):
+    """Dropouts do not change the divisor: it is W, the expected participants."""
+    cfg = RunConfig(num_server_rounds=2, client_noise_multiplier=1e-9, client_clipping_norm=1.0)
+    dp = ClientLevelDP(cfg, population=4, ledger=ServerLedger(tmp_path))
+    current = ArrayRecord({"w": Array(np.zeros(3, np.float32))})
+    # Two of the four expected devices contributed updates summing to 2.
+    new = dp.apply(current, [np.full(3, 2.0)], n=2, server_round=1)
+    np.testing.assert_allclose(new["w"].numpy(), 0.5, atol=1e-6)  # 2 / W=4, not 2 / n=2
+
+
+def test_a_resume_keeps_z_and_replays_each_release_at_its_own_sigma(tmp_path):
+    first = RunConfig(num_server_rounds=3, client_target_epsilon=6.0, client_clipping_norm=1.0)
+    dp = ClientLevelDP(first, population=5, ledger=ServerLedger(tmp_path / "a"))
+    current = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    for server_round in (1, 2):
+        current = dp.apply(current, [np.ones(4)], n=5, server_round=server_round)
+    z, spent = dp.noise_multiplier, dp.accountant.epsilon()
+    # The resumed run asks for many more rounds: a fresh calibration would pick a larger z.
+    resumed_cfg = first.replace(num_server_rounds=30)
+    fresh = ClientLevelDP(resumed_cfg, population=5, ledger=ServerLedger(tmp_path / "b"))
+    assert fresh.noise_multiplier > z
+    fresh.load_state_dict(dp.state_dict())
+    assert fresh.noise_multiplier == z and fresh.denominator == 5
+    assert fresh.accountant.epsilon() == pytest.approx(spent, rel=1e-9)
+    # An accountant written independently of fedmer's agrees, under add/remove of one device.
+    assert spent == pytest.approx(rdp_epsilon([(z, 1.0, 2)], 1e-5), abs=1e-3)
