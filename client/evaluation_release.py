@@ -6,7 +6,8 @@ removing one clip changes one cell by 1 (L2 sensitivity 1), so noise of
 standard deviation σ on every cell is the Gaussian mechanism with noise
 multiplier σ. Its privacy is accounted like a DP-SGD step without subsampling
 (q = 1), in the device's own ledger and against its own budget. σ is
-calibrated once per run for the run's planned releases (one per round).
+calibrated once per run for the run's planned releases (one per round), to
+spend ``evaluation-epsilon`` (capped by the device's budget) over them.
 The noise comes from the operating system's secure random source.
 """
 
@@ -33,7 +34,9 @@ def release_confusion(confusion: np.ndarray, ctx: RoundContext) -> EvaluateReply
     # One release per round, each of the whole count vector (q = 1).
     plan = DPPlan(sample_rate=1.0, steps_per_round=1, planned_rounds=cfg.num_server_rounds)
     pinned = ctx.state.pinned_sigma(ctx.run_id, GAUSSIAN_COUNTS)
-    terms = mechanism_terms(ctx.node, cfg, GAUSSIAN_COUNTS, plan, pinned, cfg.noise_multiplier)
+    # Evaluation has its own target; the device's budget still caps it.
+    asked = cfg.replace(target_epsilon=cfg.evaluation_epsilon)
+    terms = mechanism_terms(ctx.node, asked, GAUSSIAN_COUNTS, plan, pinned, cfg.noise_multiplier)
     if isinstance(terms, Refusal):
         return refuse_and_record(ctx, terms, GAUSSIAN_COUNTS, 0.0, 1.0, spent_so_far(ctx))
     history = ctx.state.history()

@@ -58,6 +58,12 @@ class RunConfig:
     noise_multiplier: float = _key(1.1, DEVICE, "DP-SGD σ when target-epsilon is 0")
     max_grad_norm: float = _key(1.0, DEVICE, "DP-SGD per-sample clipping norm C")
     delta: float = _key(1e-5, DEVICE, "δ of every reported (ε, δ)")
+    evaluation_epsilon: float = _key(
+        8.0,
+        DEVICE,
+        "ε a held-out device spends over the run on releasing its noised confusion "
+        "counts (σ calibrated once for one release per round, within its budget)",
+    )
     epsilon_budget: float = _key(
         0.0,
         DEVICE,

@@ -21,6 +21,7 @@ from fedmer.evaluate_command import (
     add_protocol_arguments,
     fail,
     load_data,
+    quiet_flower,
     say,
     spec_from_args,
 )
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         make_folds(data, specs[0])
     except ValueError as err:
         return fail(err)
+    quiet_flower()
     results = []
     for number, spec in enumerate(specs, 1):
         label = spec.mode + (f" ε={spec.epsilon:g}" if spec.epsilon else "")

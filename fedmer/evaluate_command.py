@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = spec_from_args(args, args.mode)
         data, manifest = load_data(args)
-        _quiet_flower()
+        quiet_flower()
         result = run_protocol(data, spec, manifest, out_dir, say)
     except ValueError as err:
         # Bad settings or data: one clear line, not a traceback.
@@ -133,7 +133,7 @@ def fail(err: Exception) -> int:
     return 2
 
 
-def _quiet_flower() -> None:
+def quiet_flower() -> None:
     import logging
 
     # The ServerApp prints one line per round; in a sweep of folds that is noise.

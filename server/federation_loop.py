@@ -66,6 +66,7 @@ class RoundOutcome:
             "uar": self.metrics["uar"],
             "accuracy": self.metrics["accuracy"],
             "confusion": self.metrics["confusion"],
+            "released": self.metrics.get("released"),
             "heldout_devices": self.metrics.get("per_device", {}),
             "heldout_noise_std": self.metrics.get("noise_std", {}),
             "heldout_declined": self.metrics.get("declined", {}),

@@ -24,7 +24,7 @@ from common.results_schema import RESULTS_SCHEMA
 
 RESULTS_FILE = "results.json"
 MODEL_FILE = "final_model.pt"
-FINAL_KEYS = ("round", "uf1", "uar", "accuracy", "confusion", "heldout_devices")
+FINAL_KEYS = ("round", "uf1", "uar", "accuracy", "confusion", "released", "heldout_devices")
 PLOT_FILE = "rounds.png"
 
 PRIVACY_NOTE = (

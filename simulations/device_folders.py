@@ -70,12 +70,14 @@ def materialize_devices(
     *,
     cache_dir: str = "",
     epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    heldout_epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
     policy: Mapping[str, Any] | None = None,
 ) -> list[SimulatedDevice]:
     """Write one folder per (subject, role) under ``root``; returns the devices in order.
 
     The harness plays each simulated device's operator: it sets the device's
-    ε budget and, through ``policy`` (NodeConfig fields such as
+    ε budget (training devices ``epsilon_budget``, held-out devices, which
+    spend only on releasing evaluation counts, ``heldout_epsilon_budget``) and, through ``policy`` (NodeConfig fields such as
     ``allow_non_private``, ``seeded_sampling`` or ``min_noise_multiplier``),
     any other part of its privacy policy.
     """
@@ -102,7 +104,7 @@ def materialize_devices(
             cache_dir=cache_dir,
             role=role,
             device_id=device_id_for(partition_id),
-            epsilon_budget=epsilon_budget,
+            epsilon_budget=heldout_epsilon_budget if role == HELDOUT else epsilon_budget,
         )
         node = dataclasses.replace(node, **dict(policy or {}))
         write_node_config(folder / "node-config.json", node)

@@ -43,8 +43,9 @@ def prepare_federation(
 
     ``assignment`` is (subject, role) per device; by default one device per
     subject with ``num-heldout-subjects`` of them held out, drawn by seed.
-    Each device's ε budget is the run's ``epsilon-budget``, else its
-    ``target-epsilon``, else :data:`DEFAULT_EPSILON_BUDGET`; ``policy``
+    Each training device's ε budget is the run's ``epsilon-budget``, else its
+    ``target-epsilon``, else :data:`DEFAULT_EPSILON_BUDGET`; each held-out
+    device's is the run's ``evaluation-epsilon``; ``policy``
     sets other NodeConfig fields of every device (for example
     ``allow_non_private`` for a non-private baseline).
     """
@@ -57,6 +58,7 @@ def prepare_federation(
         out_dir / "devices",
         cache_dir=cfg.cache_dir,
         epsilon_budget=cfg.epsilon_budget or cfg.target_epsilon or DEFAULT_EPSILON_BUDGET,
+        heldout_epsilon_budget=cfg.evaluation_epsilon or DEFAULT_EPSILON_BUDGET,
         policy=policy,
     )
     cfg = cfg.replace(

@@ -14,19 +14,28 @@ from typing import Any
 
 import numpy as np
 
-from common.metrics import summarize, weighted_f1
+from common.metrics import summarize_released, weighted_f1
 
 
 def confusion_metrics(cm: np.ndarray) -> dict[str, Any]:
-    """UF1, UAR, accuracy, weighted F1, confusion and the number of clips."""
-    cm = np.asarray(cm, dtype=np.int64)
-    return {**summarize(cm), "weighted_f1": weighted_f1(cm), "num_clips": int(cm.sum())}
+    """UF1, UAR, accuracy, weighted F1, confusion and the number of clips.
+
+    ``cm`` may hold exact counts (centralized) or raw released ones (the
+    federated modes' held-out devices); either way the metrics come from the
+    unclipped sums (:func:`common.metrics.summarize_released`).
+    """
+    raw = np.asarray(cm, dtype=np.float64)
+    return {
+        **summarize_released(raw),
+        "weighted_f1": weighted_f1(raw),
+        "num_clips": int(round(float(raw.sum()))),
+    }
 
 
 def pool(matrices: Iterable[Any], num_classes: int) -> np.ndarray:
-    total = np.zeros((num_classes, num_classes), dtype=np.int64)
+    total = np.zeros((num_classes, num_classes), dtype=np.float64)
     for cm in matrices:
-        total += np.asarray(cm, dtype=np.int64)
+        total += np.asarray(cm, dtype=np.float64)
     return total
 
 

@@ -150,7 +150,8 @@ def run_protocol(
                 for d in read_device_index(fold_dir / "devices")
             }
         final = results["final"]
-        matrices.append(final["confusion"])
+        # The raw released counts (when the fold has them): pooled before any rounding.
+        matrices.append(final.get("released") or final["confusion"])
         for device, cm in final["heldout_devices"].items():
             by_dataset.setdefault(dataset_of[subject_of_device[device]], []).append(cm)
         epsilon = float(results["privacy"]["worst_epsilon"])

@@ -187,7 +187,9 @@ def test_many_rounds_never_take_a_device_past_its_budget(cohort, tmp_path):
 
 
 def test_training_devices_refuse_to_evaluate_and_held_out_counts_are_noised(cohort, tmp_path):
-    base = RunConfig(num_server_rounds=200, target_epsilon=0.0, noise_multiplier=2.0)
+    base = RunConfig(
+        num_server_rounds=200, target_epsilon=0.0, noise_multiplier=2.0, evaluation_epsilon=0.0
+    )
     cfg, devices = prepare_federation(
         base.replace(num_heldout_subjects=1), cohort, tmp_path / "run"
     )

@@ -179,6 +179,7 @@ def test_every_mode_runs_loso_through_the_real_apps_and_reports_one_format(
         "accuracy",
         "weighted_f1",
         "confusion",
+        "released",
         "num_clips",
     }
     assert set(result["per_dataset"]) == set(data.datasets.tolist())
@@ -264,6 +265,7 @@ def test_sequence_model_runs_loso_on_prepared_flow_sequences(
         "accuracy",
         "weighted_f1",
         "confusion",
+        "released",
         "num_clips",
     }
     if mode == "centralized":
