@@ -24,7 +24,8 @@ def uf1(cm: np.ndarray) -> float:
     """Unweighted F1: mean over classes of 2TP / (2TP + FP + FN).
 
     A class absent from both truth and predictions has an undefined F1; it is
-    left out of the mean rather than counted as 0 or 1.
+    left out of the mean rather than counted as 0 or 1. Each class's F1 is
+    kept in [0, 1], which only matters for noisy released counts.
     """
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
@@ -34,17 +35,20 @@ def uf1(cm: np.ndarray) -> float:
     present = denom > 0
     if not present.any():
         return 0.0
-    return float(np.mean(2 * tp[present] / denom[present]))
+    return float(np.mean(np.clip(2 * tp[present] / denom[present], 0.0, 1.0)))
 
 
 def uar(cm: np.ndarray) -> float:
-    """Unweighted average recall: mean over classes of TP / N_c (classes with N_c > 0)."""
+    """Unweighted average recall: mean over classes of TP / N_c (classes with N_c > 0).
+
+    Each recall is kept in [0, 1], which only matters for noisy released counts.
+    """
     cm = np.asarray(cm, dtype=np.float64)
     support = cm.sum(axis=1)
     present = support > 0
     if not present.any():
         return 0.0
-    return float(np.mean(np.diag(cm)[present] / support[present]))
+    return float(np.mean(np.clip(np.diag(cm)[present] / support[present], 0.0, 1.0)))
 
 
 def weighted_f1(cm: np.ndarray) -> float:
@@ -60,14 +64,14 @@ def weighted_f1(cm: np.ndarray) -> float:
     total = support.sum()
     if total == 0:
         return 0.0
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(np.sum(f1 * support) / total)
+    f1 = np.clip(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), 0.0, 1.0)
+    return float(min(max(np.sum(f1 * support) / total, 0.0), 1.0))
 
 
 def accuracy(cm: np.ndarray) -> float:
     """Fraction of correct predictions."""
     total = float(np.sum(cm))
-    return float(np.trace(cm)) / total if total else 0.0
+    return min(max(float(np.trace(cm)) / total, 0.0), 1.0) if total > 0 else 0.0
 
 
 def summarize(cm: np.ndarray) -> dict[str, object]:
@@ -86,7 +90,8 @@ def summarize_released(cm: np.ndarray) -> dict[str, object]:
     Clipping negative noisy counts at 0, or rounding them, before pooling
     adds a positive bias to every empty cell (E[max(0, N(0, s))] = 0.4 s) and
     pulls UF1 down; summing the raw released counts first and computing the
-    ratios from the sums keeps the estimate close to unbiased. ``confusion``
+    ratios from the sums keeps the estimate close to unbiased (each per-class
+    ratio is then kept in [0, 1], since noise can push it past). ``confusion``
     is the rounded sum (a noisy cell may be negative); ``released`` keeps
     the raw sums, so that a harness can pool several runs further.
     """
