@@ -1,7 +1,7 @@
 """SecAgg+ acceptance: 5 training devices, one forced dropout, central noise 0.
 
-The unmasked aggregate must equal the plain mean of the surviving devices'
-clipped updates. The devices train without DP-SGD here (their node configs
+The unmasked aggregate must equal the sum of the surviving devices' clipped
+updates divided by the fixed denominator (the 5 expected participants). The devices train without DP-SGD here (their node configs
 allow it), so each survivor's update can be recomputed in this process from
 the same data, seed and code: with DP-SGD the sampling and noise are secret.
 """
@@ -78,7 +78,7 @@ def test_round_completes_without_the_dropped_device(secagg_run):
     assert dropped not in kept and len(trained_kept) == 4
 
 
-def test_secure_aggregate_equals_plain_mean_of_surviving_clipped_updates(secagg_run):
+def test_secure_aggregate_equals_the_surviving_clipped_updates_over_the_fixed_denominator(secagg_run):
     cfg, out, train, dropped = secagg_run
     torch.manual_seed(cfg.seed)  # the server's seeded initial model
     initial = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict()
@@ -98,7 +98,9 @@ def test_secure_aggregate_equals_plain_mean_of_surviving_clipped_updates(secagg_
         update = [n - g for n, g in zip(new, global_arrays)]
         assert np.sqrt(sum((u**2).sum() for u in update)) > CLIP_NORM  # clipping is exercised
         updates.append(clip_update(update, CLIP_NORM))
-    expected = [g + s / len(updates) for g, s in zip(global_arrays, sum_updates(updates))]
+    # Divided by the fixed denominator W = the 5 expected participants, not by the
+    # 4 that survived: the divisor must not depend on who dropped out.
+    expected = [g + s / len(train) for g, s in zip(global_arrays, sum_updates(updates))]
     secure = torch.load(out / "final_model.pt")
     for (name, got), want in zip(secure.items(), expected):
         # SecAgg+ quantizes [-C, C] into 2^22 levels: error ~ 2C / 2^22 per device.
