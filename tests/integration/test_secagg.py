@@ -78,7 +78,9 @@ def test_round_completes_without_the_dropped_device(secagg_run):
     assert dropped not in kept and len(trained_kept) == 4
 
 
-def test_secure_aggregate_equals_the_surviving_clipped_updates_over_the_fixed_denominator(secagg_run):
+def test_secure_aggregate_equals_the_surviving_clipped_updates_over_the_fixed_denominator(
+    secagg_run,
+):
     cfg, out, train, dropped = secagg_run
     torch.manual_seed(cfg.seed)  # the server's seeded initial model
     initial = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict()
