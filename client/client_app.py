@@ -45,6 +45,7 @@ from common.wire import (
     LegacyTrainReply,
     TrainInstruction,
     TrainReply,
+    server_round_of,
 )
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Held-out devices only: the global model's confusion counts, released with noise."""
     cfg = RunConfig.from_flower(context.run_config)
     node, data = _device(context)
-    server_round = _server_round(msg)
+    server_round = server_round_of(msg.content)
     if data.role != HELDOUT:
         # A training device's counts would be its label histogram, unaccounted.
         return _refuse_evaluation(msg, data.device_id, Refusal("not-a-held-out-device", data.role))
@@ -138,19 +139,8 @@ app = build_client_app()
 
 def _device(context: Context) -> tuple[NodeConfig, LocalData]:
     cfg = RunConfig.from_flower(context.run_config)
-    node = device_node_config(dict(context.node_config), _simulation_dir(cfg))
+    node = device_node_config(dict(context.node_config), cfg.simulation_dir)
     return node, load_local_data(node, cfg.model)
-
-
-def _simulation_dir(cfg: RunConfig) -> str:
-    if cfg.simulation_dir:
-        return cfg.simulation_dir
-    return f"{cfg.out_dir}/devices" if cfg.out_dir else ""
-
-
-def _server_round(msg: Message) -> int:
-    config = msg.content.config_records.get("config")
-    return int(config.get("server-round", 0)) if config is not None else 0  # type: ignore[arg-type]
 
 
 _NO_STATE_DIR = Refusal("no-state-dir", "node config names no state-dir for the ledger")

@@ -19,7 +19,6 @@ import numpy as np
 
 from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
 from client.training_round import Refused, RoundContext, refuse_and_record, spent_so_far
-from common.privacy.accounting import epsilon_rdp
 from common.privacy.dp_plan import DPPlan
 from common.privacy.ledger import encode_entry
 from common.wire import EvaluateReply
@@ -40,15 +39,14 @@ def release_confusion(confusion: np.ndarray, ctx: RoundContext) -> EvaluateReply
     if isinstance(terms, Refusal):
         return refuse_and_record(ctx, terms, GAUSSIAN_COUNTS, 0.0, 1.0, spent_so_far(ctx))
     history = ctx.state.history()
-    spent, refusal = budget_refusal(history, (terms.sigma, 1.0, 1), terms)
+    decision, refusal = budget_refusal(history, (terms.sigma, 1.0, 1), terms)
     if refusal is not None:
         return refuse_and_record(
-            ctx, refusal, GAUSSIAN_COUNTS, terms.sigma, 1.0, spent, terms.budget
+            ctx, refusal, GAUSSIAN_COUNTS, terms.sigma, 1.0, decision.spent, terms.budget
         )
     noised = tuple(
         tuple(float(count) + _SECURE.gauss(0.0, terms.sigma) for count in row) for row in confusion
     )
-    epsilon = epsilon_rdp([*history, (terms.sigma, 1.0, 1)], terms.delta)
     entry = ctx.state.ledger.append(
         run_id=ctx.run_id,
         round=ctx.server_round,
@@ -61,7 +59,7 @@ def release_confusion(confusion: np.ndarray, ctx: RoundContext) -> EvaluateReply
         accountant="rdp",
         event="release",
         steps=1,
-        epsilon=epsilon,
+        epsilon=decision.predicted,  # the budget check already composed this release
         note="",
     )
     return EvaluateReply(ctx.data.device_id, noised, terms.sigma, encode_entry(entry))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from common.node_config import NodeConfig
 from common.privacy.accounting import Segment
-from common.privacy.budget import check_budget
+from common.privacy.budget import BudgetDecision, check_budget
 from common.privacy.dp_plan import DPPlan
 from common.run_config import RunConfig
 
@@ -40,6 +40,11 @@ class Refusal:
 
     def note(self) -> str:
         return f"{self.code}: {self.detail}"[:200]
+
+
+def accounting_delta(node: NodeConfig, cfg: RunConfig) -> float:
+    """The δ this device accounts at: the run's, never above the policy's maximum."""
+    return min(cfg.delta, node.max_delta)
 
 
 def effective_budget(node: NodeConfig, cfg: RunConfig) -> float:
@@ -89,9 +94,9 @@ def mechanism_terms(
 
 def budget_refusal(
     history: Sequence[Segment], planned: Segment, terms: Terms
-) -> tuple[float, Refusal | None]:
-    """ε spent so far, and a refusal if ``planned`` would take the device past its budget."""
+) -> tuple[BudgetDecision, Refusal | None]:
+    """The budget decision (ε spent and after ``planned``), and a refusal if it is over."""
     decision = check_budget(history, planned, terms.delta, terms.budget)
     if not decision.allowed:
-        return decision.spent, Refusal("budget-exhausted", decision.reason())
-    return decision.spent, None
+        return decision, Refusal("budget-exhausted", decision.reason())
+    return decision, None

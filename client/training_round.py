@@ -18,7 +18,7 @@ from client.accountant_state import DevicePrivacyState
 from client.dp_training import DPSettings, device_seed, train_with_dp
 from client.local_data import LocalData
 from client.plain_training import LocalSchedule, train_plain
-from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
+from client.privacy_policy import Refusal, accounting_delta, budget_refusal, mechanism_terms
 from common.node_config import NodeConfig
 from common.privacy.accounting import epsilon_prv, epsilon_rdp
 from common.privacy.dp_plan import DPPlan, steps_per_epoch
@@ -66,12 +66,12 @@ def _private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, s
     if isinstance(terms, Refusal):
         return refuse_and_record(ctx, terms, DP_SGD, 0.0, plan.sample_rate, spent_so_far(ctx))
     history = ctx.state.history()
-    spent, refusal = budget_refusal(
+    decision, refusal = budget_refusal(
         history, (terms.sigma, plan.sample_rate, plan.steps_per_round), terms
     )
     if refusal is not None:
         return refuse_and_record(
-            ctx, refusal, DP_SGD, terms.sigma, plan.sample_rate, spent, terms.budget
+            ctx, refusal, DP_SGD, terms.sigma, plan.sample_rate, decision.spent, terms.budget
         )
     # Secret sampling unless the operator switched on the non-private debug mode.
     seed = None
@@ -155,9 +155,9 @@ def _non_private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetric
 
 
 def spent_so_far(ctx: RoundContext) -> float:
-    """The device's cumulative ε at the policy's δ (for the ledger line of a refusal)."""
+    """The device's cumulative ε at the δ it accounts at (for the ledger line of a refusal)."""
     history = ctx.state.history()
-    return epsilon_rdp(history, ctx.node.max_delta) if history else 0.0
+    return epsilon_rdp(history, accounting_delta(ctx.node, ctx.cfg)) if history else 0.0
 
 
 def refuse_and_record(
@@ -178,7 +178,7 @@ def refuse_and_record(
         sigma=sigma,
         q=q,
         # The device's δ, never a larger one the coordinator asked for.
-        delta=min(ctx.cfg.delta, ctx.node.max_delta),
+        delta=accounting_delta(ctx.node, ctx.cfg),
         budget=budget,
         accountant="rdp",
         event="refused",

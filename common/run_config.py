@@ -113,7 +113,7 @@ class RunConfig:
         "",
         SIMULATION,
         "folder of the simulated devices' data folders and node configs, read only "
-        "by simulated devices (empty = <out-dir>/devices)",
+        "by simulated devices; fedmer simulate and the flwr-run wrapper set it",
     )
     cache_dir: str = _key("", SIMULATION, "feature cache (empty = $FEDMER_CACHE/features)")
     out_dir: str = _key("", COORDINATOR, "run folder (empty = runs/<run-id>)")

@@ -75,10 +75,7 @@ class TrainInstruction:
             )
         if ARRAYS not in content.array_records:
             raise WireError(f"a train message must carry {ARRAYS!r}")
-        return cls(
-            _as_int(content.config_records[CONFIG][SERVER_ROUND], SERVER_ROUND),
-            content.array_records[ARRAYS],
-        )
+        return cls(server_round_of(content), content.array_records[ARRAYS])
 
     def global_ndarrays(self) -> list[np.ndarray]:
         return [self.arrays[key].numpy() for key in self.arrays.keys()]
@@ -88,6 +85,14 @@ class TrainInstruction:
         if not self.legacy:
             return OrderedDict((k, self.arrays[k].numpy()) for k in self.arrays.keys())
         return OrderedDict(zip(names, self.global_ndarrays(), strict=True))
+
+
+def server_round_of(content: RecordDict) -> int:
+    """The round a Message-API train or evaluate instruction belongs to."""
+    config = content.config_records.get(CONFIG)
+    if config is None or SERVER_ROUND not in config:
+        raise WireError(f"the message carries no {CONFIG}.{SERVER_ROUND}")
+    return _as_int(config[SERVER_ROUND], SERVER_ROUND)
 
 
 @dataclass(frozen=True)

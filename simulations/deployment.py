@@ -39,6 +39,7 @@ from common.credentials import (
 from simulations.flower_processes import (
     BIN,
     descendants,
+    format_run_config,
     offline_flower_env,
     stop_pids,
     stop_process_tree,
@@ -72,19 +73,6 @@ def format_node_config(values: Mapping[str, object]) -> str:
                 raise ValueError(f"node config {key}={text!r}: no spaces or quotes allowed")
             parts.append(f'{key}="{text}"')
     return " ".join(parts)
-
-
-def format_run_config(values: Mapping[str, object]) -> str:
-    """``flwr run --run-config`` syntax (TOML values)."""
-    return " ".join(
-        f"{k}={json.dumps(v) if isinstance(v, str) else _toml_scalar(v)}" for k, v in values.items()
-    )
-
-
-def _toml_scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
 
 
 @dataclass

@@ -10,11 +10,13 @@ environment tag and stops them by PID.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -169,3 +171,17 @@ def stop_pids(pids: list[int], grace: float = 10.0) -> None:
         time.sleep(0.2)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
+
+
+def toml_value(value: object) -> str:
+    """A scalar as TOML writes it: what Flower's run config and App manifest read."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a TOML basic string: quotes and backslashes escaped
+
+
+def format_run_config(values: Mapping[str, object]) -> str:
+    """``flwr run --run-config`` syntax: space-separated ``key=value`` (TOML values)."""
+    return " ".join(f"{k}={toml_value(v)}" for k, v in values.items())

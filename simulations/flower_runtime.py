@@ -15,12 +15,12 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.run import Run
-from flwr.supercore.task_identity import TaskIdentity
 
 from common.run_config import RunConfig
+from simulations.flower_processes import toml_value
+from simulations.in_process import coordinator_context
 
 
 def run_flower_simulation(
@@ -37,7 +37,6 @@ def run_flower_simulation(
     replaces the production ClientApp (experiments attach fault mods).
     """
     # Imported here: importing Flower's simulation module pulls in Ray.
-    from flwr.common.constant import SUPERLINK_NODE_ID
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.constant import NOOP_FEDERATION_ID
     from flwr.supercore.telemetry import EventType
@@ -52,16 +51,7 @@ def run_flower_simulation(
         run = Run.create_empty(run_id=secrets.randbits(63))
         run.primary_task_id = secrets.randbits(63)
         run.federation_id = NOOP_FEDERATION_ID
-        TaskIdentity.task_id = 1
-        TaskIdentity.run_id = run.run_id
-        TaskIdentity.node_id = SUPERLINK_NODE_ID
-        context = Context(
-            run_id=run.run_id,
-            node_id=0,
-            node_config={},
-            state=RecordDict(),
-            run_config=dict(run_config),
-        )
+        context = coordinator_context(run.run_id, run_config)
         _run_simulation(
             num_supernodes=num_supernodes,
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
@@ -97,14 +87,5 @@ def _write_app_manifest(app_dir: Path, run_config: dict[str, object]) -> None:
         "[tool.flwr.app.config]",
     ]
     for key, value in run_config.items():
-        lines.append(f"{key} = {_toml_value(value)}")
+        lines.append(f"{key} = {toml_value(value)}")
     (app_dir / "pyproject.toml").write_text("\n".join(lines) + "\n")
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'

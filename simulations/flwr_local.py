@@ -25,7 +25,11 @@ from pathlib import Path
 
 import tomllib
 
-from simulations.flower_processes import offline_flower_env, stop_local_superlink
+from simulations.flower_processes import (
+    offline_flower_env,
+    stop_local_superlink,
+    toml_value,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,14 +105,8 @@ def materialized_flwr_run(
         "min-nodes": cfg.min_nodes,
     }
     # Each key once: flwr refuses a run config that names a key twice.
-    pairs = [f"{k}={_toml(v)}" for k, v in {**values, **derived}.items()]
+    pairs = [f"{k}={toml_value(v)}" for k, v in {**values, **derived}.items()]
     return flwr_run(pairs, len(devices), timeout=timeout, flwr_home=flwr_home)
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

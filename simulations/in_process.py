@@ -12,22 +12,18 @@ as Flower's runtimes report it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import uuid4
 
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.constant import ErrorCode
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
 
 from common.node_config import NodeConfig
-
-
-@dataclass
-class _Device:
-    context: Context
 
 
 @dataclass
@@ -39,20 +35,18 @@ class InProcessGrid(Grid):
     run_config: dict[str, bool | int | float | str]
     run_id: int = field(default_factory=lambda: secrets.randbits(63))
     _run: Run | None = None
-    _devices: dict[int, _Device] = field(default_factory=dict)
+    _contexts: dict[int, Context] = field(default_factory=dict)
     _replies: dict[str, Message] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for node in self.node_configs:
             node_id = secrets.randbits(63)
-            self._devices[node_id] = _Device(
-                Context(
-                    run_id=self.run_id,
-                    node_id=node_id,
-                    node_config=dict(node.to_flower()),
-                    state=RecordDict(),
-                    run_config=dict(self.run_config),
-                )
+            self._contexts[node_id] = Context(
+                run_id=self.run_id,
+                node_id=node_id,
+                node_config=dict(node.to_flower()),
+                state=RecordDict(),
+                run_config=dict(self.run_config),
             )
 
     def set_run(self, run: Run) -> None:
@@ -75,7 +69,7 @@ class InProcessGrid(Grid):
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
-        return list(self._devices)
+        return list(self._contexts)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
@@ -94,19 +88,33 @@ class InProcessGrid(Grid):
         return list(self.pull_messages(list(self.push_messages(messages))))
 
     def _deliver(self, message: Message) -> Message:
-        device = self._devices.get(message.metadata.dst_node_id)
-        if device is None:
+        context = self._contexts.get(message.metadata.dst_node_id)
+        if context is None:
             return Message(
                 Error(ErrorCode.UNKNOWN, f"node {message.metadata.dst_node_id} is unknown"),
                 reply_to=message,
             )
         try:
-            reply = self.client_app(message, device.context)
+            reply = self.client_app(message, context)
         except Exception as exc:  # reported as Flower's runtimes do, never raised
             reason = f"{type(exc)}:<'{exc}'>"
             reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason), reply_to=message)
         reply.metadata.__dict__["_message_id"] = str(uuid4())
         return reply
+
+
+def coordinator_context(run_id: int, run_config: Mapping[str, bool | int | float | str]) -> Context:
+    """The ServerApp's Context for a local run, with Flower's task identity set to match.
+
+    Messages take their run and source from the task identity, as in Flower's
+    runtimes; both simulation transports start the ServerApp this way.
+    """
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = run_id
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    return Context(
+        run_id=run_id, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config)
+    )
 
 
 def run_in_process(
@@ -116,19 +124,5 @@ def run_in_process(
     node_configs: Sequence[NodeConfig],
 ) -> None:
     """Run ``server_app``'s main loop against one in-process device per node config."""
-    from flwr.common.constant import SUPERLINK_NODE_ID
-    from flwr.supercore.task_identity import TaskIdentity
-
     grid = InProcessGrid(client_app, node_configs, run_config)
-    # Messages take their run and source from the task identity, as in Flower's runtimes.
-    TaskIdentity.task_id = 1
-    TaskIdentity.run_id = grid.run_id
-    TaskIdentity.node_id = SUPERLINK_NODE_ID
-    context = Context(
-        run_id=grid.run_id,
-        node_id=0,
-        node_config={},
-        state=RecordDict(),
-        run_config=dict(run_config),
-    )
-    server_app(grid, context)
+    server_app(grid, coordinator_context(grid.run_id, run_config))

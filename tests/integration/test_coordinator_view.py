@@ -306,3 +306,24 @@ def test_every_message_a_device_sends_fits_the_documented_schema(cohort, tmp_pat
         assert kinds.get("secagg-stage", 0) > 0
     else:
         assert kinds.get("TrainReply", 0) == 3 * ROUNDS
+
+
+def test_a_refusal_after_training_at_a_tighter_delta_keeps_the_chain_auditable(cohort, tmp_path):
+    """The refusal records ε at the δ the device accounted at, not at its policy maximum."""
+    base = RunConfig(
+        num_server_rounds=3, local_epochs=1, batch_size=4, num_heldout_subjects=1, delta=1e-6
+    )
+    cfg, devices = prepare_federation(base, cohort, tmp_path / "run")
+    node = devices[0].node_config.to_flower()
+    arrays = ArrayRecord(build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict())
+    trained = app(_message(MessageType.TRAIN, arrays, 1), _context(node, cfg, 7))
+    assert "declined" not in trained.content.config_records["info"]
+    refused = app(
+        _message(MessageType.TRAIN, arrays, 2), _context(node, cfg.replace(dp_sgd=False), 7)
+    )
+    assert refused.content.config_records["info"]["declined"] == "non-private-not-allowed"
+    ledger = Path(str(node["state-dir"])) / LEDGER_FILE
+    audit = audit_chain(ledger)
+    assert audit.ok, audit.failures
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert entries[1]["epsilon"] == entries[0]["epsilon"] and entries[1]["delta"] == 1e-6
