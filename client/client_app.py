@@ -18,8 +18,10 @@ guard before it leaves the device.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
@@ -30,13 +32,27 @@ from client.dp_training import predict
 from client.evaluation_release import release_confusion
 from client.local_data import HELDOUT, TRAIN, LocalData, device_node_config, load_local_data
 from client.payload_guard_mod import payload_guard_mod
-from client.privacy_policy import Refusal
-from client.secagg_client import clipped_update, secagg_when_requested_mod
-from client.training_round import Refused, RoundContext, train_round
+from client.privacy_policy import Refusal, noise_share_refusal
+from client.secagg_client import (
+    MAX_TRUNCATION,
+    clipped_update,
+    noised_update,
+    secagg_when_requested_mod,
+    skellam_share,
+)
+from client.training_round import (
+    Refused,
+    RoundContext,
+    refuse_and_record,
+    spent_so_far,
+    train_round,
+)
 from common.labels import COMPOSITE_CLASSES
 from common.metrics import confusion_matrix
 from common.models import build_model
 from common.node_config import NodeConfig
+from common.privacy.distributed_noise import MECHANISM as MECHANISM_SKELLAM
+from common.privacy.distributed_noise import SkellamShare
 from common.run_config import RunConfig
 from common.wire import (
     ARRAYS,
@@ -80,18 +96,46 @@ def train(msg: Message, context: Context) -> Message:
         {k: torch.from_numpy(v.copy()) for k, v in request.named_arrays(names).items()}
     )
     ctx = RoundContext(data, node, cfg, state, str(context.run_id), request.server_round)
+    share = None
+    if request.legacy and request.client_noise_multiplier > 0:
+        share_or_refused = _noise_share(context, ctx, request, model)
+        if isinstance(share_or_refused, Refused):
+            refused = share_or_refused
+            return _decline(msg, request, data.device_id, refused.refusal, refused.ledger_entry)
+        share = share_or_refused
     outcome = train_round(model, ctx)
     if isinstance(outcome, Refused):
         return _decline(msg, request, data.device_id, outcome.refusal, outcome.ledger_entry)
     metrics, entry = outcome
     if request.legacy:
         update = clipped_update(model, request, cfg.client_clipping_norm)
+        if share is not None:
+            # Fresh OS entropy: the coordinator must not be able to predict the noise.
+            update = noised_update(update, share, np.random.default_rng(secrets.randbits(128)))
         legacy = LegacyTrainReply(
             data.device_id, update, tuple(request.arrays.keys()), metrics, entry
         )
         return Message(legacy.to_record(), reply_to=msg)
     reply = TrainReply(data.device_id, ArrayRecord(model.state_dict()), metrics, entry)
     return Message(reply.to_record(), reply_to=msg)
+
+
+def _noise_share(
+    context: Context, ctx: RoundContext, request: TrainInstruction, model: torch.nn.Module
+) -> SkellamShare | Refused:
+    """The device's share of SecAgg+'s distributed noise, or its signed refusal."""
+    z = request.client_noise_multiplier
+    refusal = noise_share_refusal(ctx.node, z)
+    if refusal is None:
+        dimension = sum(t.numel() for t in model.state_dict().values())
+        share = skellam_share(context, z, ctx.cfg.client_clipping_norm, dimension)
+        if share.truncation_probability(1) <= MAX_TRUNCATION:
+            return share
+        refusal = Refusal(
+            "noise-below-policy",
+            f"SecAgg+ clipping_range {share.clipping_range:g} would clip the noise share",
+        )
+    return refuse_and_record(ctx, refusal, MECHANISM_SKELLAM, z, 1.0, spent_so_far(ctx))
 
 
 def evaluate(msg: Message, context: Context) -> Message:

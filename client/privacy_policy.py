@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from common.node_config import NodeConfig
 from common.privacy.accounting import Segment
 from common.privacy.budget import BudgetDecision, check_budget
+from common.privacy.distributed_noise import MECHANISM as MECHANISM_SKELLAM
 from common.privacy.dp_plan import DPPlan
 from common.run_config import RunConfig
 
@@ -100,3 +101,22 @@ def budget_refusal(
     if not decision.allowed:
         return decision, Refusal("budget-exhausted", decision.reason())
     return decision, None
+
+
+def noise_share_refusal(node: NodeConfig, noise_multiplier: float) -> Refusal | None:
+    """Why this device will not add its share of distributed noise at ``noise_multiplier``.
+
+    The share is the device's own: the coordinator cannot make it smaller
+    than the policy's minimum noise multiplier allows.
+    """
+    if MECHANISM_SKELLAM not in node.mechanisms:
+        return Refusal(
+            "mechanism-not-allowed", f"{MECHANISM_SKELLAM} not in {sorted(node.mechanisms)}"
+        )
+    if noise_multiplier < node.min_noise_multiplier:
+        return Refusal(
+            "noise-below-policy",
+            f"client-level noise multiplier {noise_multiplier:.4g} < "
+            f"min-noise-multiplier {node.min_noise_multiplier:g}",
+        )
+    return None

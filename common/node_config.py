@@ -22,7 +22,7 @@ from typing import Any
 TRAIN, HELDOUT = "train", "heldout"
 ROLES = (TRAIN, HELDOUT)
 NODE_CONFIG_FILE = "node-config.json"
-MECHANISMS = frozenset({"dp-sgd", "gaussian-counts"})
+MECHANISMS = frozenset({"dp-sgd", "gaussian-counts", "skellam-share"})
 PRIVACY_UNITS = ("clip",)
 
 
@@ -50,7 +50,7 @@ class NodeConfig:
     epsilon_budget: float = 0.0
     max_delta: float = 1e-5
     min_noise_multiplier: float = 0.5
-    allowed_mechanisms: str = "dp-sgd,gaussian-counts"
+    allowed_mechanisms: str = "dp-sgd,gaussian-counts,skellam-share"
     # The unit every ε of this device protects. "clip" is what DP-SGD over
     # clips gives; a subject-level mechanism is not built yet.
     privacy_unit: str = "clip"

@@ -45,6 +45,8 @@ ARRAYS, METRICS, INFO, CONFIG = "arrays", "metrics", "info", "config"
 DEVICE_ID, LEDGER_ENTRY, DECLINED = "device-id", "ledger-entry", "declined"
 NOISE_STD = "noise-std"
 SERVER_ROUND = "server-round"
+# SecAgg+ only: the client-level noise multiplier whose share each device adds.
+CLIENT_NOISE_MULTIPLIER = "client-noise-multiplier"
 
 # Flower's legacy fit records (the only form SecAgg+ supports in flwr 1.41).
 LEGACY_FIT_IN, LEGACY_FIT_CONFIG = "fitins.parameters", "fitins.config"
@@ -63,15 +65,18 @@ class TrainInstruction:
     server_round: int
     arrays: ArrayRecord
     legacy: bool = False  # SecAgg+ (legacy fit records)
+    client_noise_multiplier: float = 0.0  # SecAgg+: z of the devices' distributed noise
 
     @classmethod
     def from_record(cls, content: RecordDict) -> TrainInstruction:
         if LEGACY_FIT_IN in content.array_records:
             config = content.config_records[LEGACY_FIT_CONFIG]
+            z = config.get(CLIENT_NOISE_MULTIPLIER, 0.0)
             return cls(
                 _as_int(config[SERVER_ROUND], SERVER_ROUND),
                 content.array_records[LEGACY_FIT_IN],
                 True,
+                _as_float(z, CLIENT_NOISE_MULTIPLIER),
             )
         if ARRAYS not in content.array_records:
             raise WireError(f"a train message must carry {ARRAYS!r}")

@@ -8,6 +8,11 @@ denominator W (the census's training devices); the budget checked before each
 round (raising Flower's ``PrivacyBudgetExhausted`` so the run stops with the
 last completed round kept); one signed ``release`` entry per aggregate in the
 server's ledger, each with its σ.
+
+Under SecAgg+ with z > 0 the noise is the devices' (distributed Skellam,
+:mod:`common.privacy.distributed_noise`): :meth:`ClientLevelDP.apply_secure`
+adds nothing and accounts each release as the Skellam mechanism its
+survivors' shares make, with z calibrated against that accountant.
 """
 
 from __future__ import annotations
@@ -29,17 +34,38 @@ from common.privacy.client_level import (
     calibrate_client_noise,
     clip_update,
 )
+from common.privacy.distributed_noise import (
+    RELEASE_MECHANISM,
+    SkellamAccountant,
+    SkellamRelease,
+    SkellamShare,
+    calibrate_skellam_noise,
+)
 from common.run_config import RunConfig
 from server.privacy_ledger import ServerLedger
+from server.secagg_round import SecAggSettings
 
 log = logging.getLogger(__name__)
 
 
 class ClientLevelDP:
-    def __init__(self, cfg: RunConfig, population: int, ledger: ServerLedger) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        population: int,
+        ledger: ServerLedger,
+        secagg: SecAggSettings | None = None,
+        dimension: int = 0,
+    ) -> None:
         self.clipping_norm = cfg.client_clipping_norm
         self.delta = cfg.delta
-        if cfg.client_target_epsilon > 0:
+        self._secagg, self._dimension = secagg, dimension
+        self._population = max(population, 1)
+        if cfg.client_target_epsilon > 0 and secagg is not None:
+            self.noise_multiplier = calibrate_skellam_noise(
+                cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self._share_at
+            )
+        elif cfg.client_target_epsilon > 0:
             self.noise_multiplier = calibrate_client_noise(
                 cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds
             )
@@ -48,8 +74,12 @@ class ClientLevelDP:
         self.budget = effective_budget(cfg.client_epsilon_budget, cfg.client_target_epsilon)
         self.accountant = (
             ClientLevelAccountant(self.noise_multiplier, cfg.delta, population, self.budget)
-            if self.enabled
+            if self.enabled and secagg is None
             else None
+        )
+        # Distributed noise: the devices add it; this accounts what they added.
+        self.skellam = (
+            SkellamAccountant(cfg.delta, self.budget) if self.enabled and secagg else None
         )
         self._ledger = ledger
         # The fixed denominator: the expected number of participants.
@@ -63,14 +93,31 @@ class ClientLevelDP:
     def enabled(self) -> bool:
         return self.noise_multiplier > 0
 
+    def _share_at(self, noise_multiplier: float) -> SkellamShare:
+        assert self._secagg is not None
+        share = self._secagg.noise_share(self._population, noise_multiplier, self._dimension)
+        assert share is not None
+        return share
+
     def check_budget(self, server_round: int) -> None:
-        """Refuse to start a round whose release would exceed the client-level budget."""
+        """Refuse to start a round whose release would exceed the client-level budget.
+
+        Under distributed noise the round is assumed to be the least noisy one
+        SecAgg+ could unmask (only ``threshold`` devices' shares).
+        """
         if self.accountant is not None and self.accountant.would_exceed():
-            raise PrivacyBudgetExhausted(
-                f"round {server_round} would take client-level epsilon from "
-                f"{self.accountant.epsilon():.3f} above the budget {self.budget:g} "
-                f"(delta={self.delta:g})"
-            )
+            spent = self.accountant.epsilon()
+        elif self.skellam is not None:
+            share = self._share_at(self.noise_multiplier)
+            if not self.skellam.would_exceed(share.release(share.threshold)):
+                return
+            spent = self.skellam.epsilon()
+        else:
+            return
+        raise PrivacyBudgetExhausted(
+            f"round {server_round} would take client-level epsilon from "
+            f"{spent:.3f} above the budget {self.budget:g} (delta={self.delta:g})"
+        )
 
     def clip(self, current: ArrayRecord, replies: Sequence[ArrayRecord]) -> list[list[np.ndarray]]:
         """Server-side clipping of each device's update (plain aggregation)."""
@@ -95,11 +142,68 @@ class ClientLevelDP:
             summed, self.denominator, self.noise_multiplier, self.clipping_norm, self._rng
         )
         self._release(n, server_round)
+        return self._step(current, mean)
+
+    def apply_secure(
+        self,
+        current: ArrayRecord,
+        summed: Sequence[np.ndarray],
+        n: int,
+        server_round: int,
+        share: SkellamShare | None,
+    ) -> ArrayRecord:
+        """New global weights from a SecAgg+ sum: current + sum / W, no noise added here.
+
+        With ``share`` the sum already carries the ``n`` survivors' Skellam
+        shares; the release is accounted at exactly that noise.
+        """
+        if share is None or self.skellam is None:
+            if self.enabled:
+                raise RuntimeError(
+                    "client-level noise under SecAgg+ must come from the devices; "
+                    "the server never adds it to an unmasked sum"
+                )
+            return self._step(
+                current, [np.asarray(s, np.float64) / self.denominator for s in summed]
+            )
+        release = share.release(n)
+        self._record_skellam(release, share, n, server_round)
+        return self._step(current, [np.asarray(s, np.float64) / self.denominator for s in summed])
+
+    def _record_skellam(
+        self, release: SkellamRelease, share: SkellamShare, n: int, server_round: int
+    ) -> None:
+        assert self.skellam is not None
+        epsilon = self.skellam.record_release(release)
+        sigma = release.effective_noise_multiplier
+        self.release_sigmas.append(sigma)
+        self._ledger.chain.append(
+            round=server_round,
+            device_id="server",
+            event="release",
+            mechanism=RELEASE_MECHANISM,
+            sigma=sigma,
+            q=1.0,
+            steps=1,
+            delta=self.delta,
+            epsilon=epsilon,
+            budget=self.budget,
+            accountant="skellam-rdp (Agarwal et al. 2021, Thm 3.5)",
+            note=(
+                f"{n} devices each added Skellam variance {share.variance:.6g} "
+                f"(lattice scale {share.scale:g}, L2 {release.l2_sensitivity:.6g}, "
+                f"L1 {release.l1_sensitivity:.6g}, truncation {release.truncation:.3g}); "
+                f"denominator {self.denominator}; the server added no noise"
+            ),
+        )
+        log.info("round %d: client-level epsilon %.3f (distributed noise)", server_round, epsilon)
+
+    def _step(self, current: ArrayRecord, step: Sequence[np.ndarray]) -> ArrayRecord:
         return ArrayRecord(
             {
-                name: Array(np.asarray(old + step, dtype=old.dtype))
-                for name, old, step in zip(
-                    current.keys(), current.to_numpy_ndarrays(), mean, strict=True
+                name: Array(np.asarray(old + delta, dtype=old.dtype))
+                for name, old, delta in zip(
+                    current.keys(), current.to_numpy_ndarrays(), step, strict=True
                 )
             }
         )
@@ -131,6 +235,10 @@ class ClientLevelDP:
             "noise_multiplier": self.noise_multiplier,
             "denominator": self.denominator,
             "release_sigmas": list(self.release_sigmas),
+            "skellam_releases": [
+                [r.variance, r.l2_sensitivity, r.l1_sensitivity, r.truncation]
+                for r in (self.skellam.history if self.skellam else [])
+            ],
         }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
@@ -146,7 +254,8 @@ class ClientLevelDP:
         z = state.get("noise_multiplier", self.noise_multiplier)
         self.noise_multiplier = float(z)  # type: ignore[arg-type]
         self.denominator = int(state.get("denominator", self.denominator))  # type: ignore[call-overload]
-        if self.accountant is not None or self.enabled:
+        self.release_sigmas = []
+        if self._secagg is None and (self.accountant is not None or self.enabled):
             self.accountant = ClientLevelAccountant(
                 self.noise_multiplier, self.delta, self.denominator, self.budget
             )
@@ -154,17 +263,32 @@ class ClientLevelDP:
             if self.accountant is not None:
                 self.accountant.record_release(float(sigma))
             self.release_sigmas.append(float(sigma))
+        if self._secagg is not None and self.enabled:
+            self.skellam = SkellamAccountant(self.delta, self.budget)
+            for values in state.get("skellam_releases", []):  # type: ignore[attr-defined]
+                self.skellam.record_release(SkellamRelease(*map(float, values)))
 
     def as_dict(self) -> dict[str, object]:
+        counted = self.skellam or self.accountant
         return {
             "unit": "client-level (one device's whole participation)",
             "enabled": self.enabled,
+            "noise": (
+                "distributed Skellam, added by the devices before SecAgg+ masking; "
+                "the server adds none"
+                if self.skellam is not None
+                else "Gaussian, added by the server to the sum it aggregates"
+            ),
             "noise_multiplier": self.noise_multiplier,
             "clipping_norm": self.clipping_norm,
             "delta": self.delta,
             "budget": self.budget,
-            "releases": self.accountant.releases if self.accountant else 0,
-            "epsilon": self.accountant.epsilon() if self.accountant else None,
-            "accountant": ACCOUNTANT_NAME,
+            "releases": counted.releases if counted else 0,
+            "epsilon": counted.epsilon() if counted else None,
+            "accountant": (
+                "skellam-rdp (Agarwal et al. 2021, Thm 3.5; dp-accounting RDP conversion)"
+                if self.skellam is not None
+                else ACCOUNTANT_NAME
+            ),
             "sampling": SAMPLING_ASSUMPTION,
         }

@@ -4,7 +4,8 @@ The loop, not the strategy, looks at each reply first: declined rounds (no
 data, budget) are logged and left out of aggregation, failures are logged,
 privacy reports are tracked and each device's signed ledger entry is kept.
 The strategy then aggregates what is usable, unless client-level DP is on
-(clipped, noised mean) or SecAgg+ is on (the server only sees the sum; see
+(clipped, noised mean) or SecAgg+ is on (the server only sees the sum, and
+any client-level noise in it was added by the devices; see
 :mod:`server.secagg_round`). Before each round the client-level budget is
 checked, and the run stops with ``PrivacyBudgetExhausted`` instead of
 exceeding it.
@@ -224,6 +225,7 @@ def _secure_train_round(
         census.nodes_with_role("train"),
         server_round,
         privacy.secagg,
+        privacy.client_dp.noise_multiplier,
     )
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     for node_id in result.dropped:
@@ -246,8 +248,12 @@ def _secure_train_round(
         )
         return outcome
     n = result.contributors
-    outcome.arrays = privacy.client_dp.apply(
-        arrays, [m.astype(np.float64) * n for m in result.mean_update], n, server_round
+    outcome.arrays = privacy.client_dp.apply_secure(
+        arrays,
+        [m.astype(np.float64) * n for m in result.mean_update],
+        n,
+        server_round,
+        result.share,
     )
     return outcome
 

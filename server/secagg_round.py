@@ -11,8 +11,13 @@ What the server learns: the *sum* of the surviving devices' clipped updates
 device's scalar metrics and ledger entry. Devices that drop out after the key
 exchange are removed by Shamir reconstruction, as long as
 ``reconstruction_threshold`` of each device's ``num_shares`` neighbours stay.
-The quantization ``clipping_range`` is the client clipping norm C: a clipped
-update has every coordinate in [-C, C], so quantization never truncates it.
+Without client-level noise the quantization ``clipping_range`` is the client
+clipping norm C: a clipped update has every coordinate in [-C, C], so
+quantization never truncates it. With client-level noise (z > 0) each device
+adds its share of Skellam noise before masking
+(:mod:`common.privacy.distributed_noise`); the range is then the power of two
+that leaves room for the noise's tails, the instruction carries z, and the
+server adds nothing: the sum it unmasks is already noised.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp import Grid
 
+from common.privacy.distributed_noise import (
+    QUANTIZATION_RANGE,
+    SkellamShare,
+    lattice_clipping_range,
+)
+from common.wire import CLIENT_NOISE_MULTIPLIER
+
 
 @dataclass
 class SecureRoundResult:
@@ -48,6 +60,7 @@ class SecureRoundResult:
     mean_update: list[np.ndarray] | None  # None when the round could not complete
     metrics: dict[int, dict[str, Scalar]] = field(default_factory=dict)  # by node id
     dropped: list[int] = field(default_factory=list)
+    share: SkellamShare | None = None  # each device's noise share, when z > 0
 
     @property
     def contributors(self) -> int:
@@ -57,16 +70,20 @@ class SecureRoundResult:
 class _CapturingStrategy(LegacyFedAvg):
     """Sends fit instructions to the round's devices and captures what SecAgg+ unmasks."""
 
-    def __init__(self, node_ids: list[int], server_round: int) -> None:
+    def __init__(self, node_ids: list[int], server_round: int, noise_multiplier: float) -> None:
         super().__init__(fraction_evaluate=0.0, accept_failures=True)
         self._node_ids = set(node_ids)
         self._round = server_round
+        self._noise_multiplier = noise_multiplier
         self.result = SecureRoundResult(mean_update=None)
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        ins = FitIns(parameters, {"server-round": self._round})
+        config: dict[str, Scalar] = {"server-round": self._round}
+        if self._noise_multiplier > 0:
+            config[CLIENT_NOISE_MULTIPLIER] = self._noise_multiplier
+        ins = FitIns(parameters, config)
         proxies = client_manager.all()
         return [(proxies[str(n)], ins) for n in sorted(self._node_ids) if str(n) in proxies]
 
@@ -92,6 +109,27 @@ class SecAggSettings:
     clipping_norm: float
     timeout: float
 
+    def for_devices(self, num_devices: int) -> tuple[int, int]:
+        """(num_shares, threshold) for ``num_devices``: shares cannot outnumber
+        devices, and reconstruction needs fewer than all shares."""
+        num_shares = min(self.num_shares, num_devices)
+        return num_shares, min(self.reconstruction_threshold, num_shares - 1)
+
+    def noise_share(
+        self, num_devices: int, noise_multiplier: float, dimension: int
+    ) -> SkellamShare | None:
+        """Each device's share of the distributed noise at z (None when z is 0)."""
+        if noise_multiplier <= 0:
+            return None
+        _, threshold = self.for_devices(num_devices)
+        return SkellamShare(
+            noise_multiplier=noise_multiplier,
+            clipping_norm=self.clipping_norm,
+            dimension=dimension,
+            clipping_range=lattice_clipping_range(self.clipping_norm, noise_multiplier, threshold),
+            threshold=threshold,
+        )
+
 
 def secure_round(
     grid: Grid,
@@ -100,13 +138,18 @@ def secure_round(
     node_ids: list[int],
     server_round: int,
     settings: SecAggSettings,
+    noise_multiplier: float = 0.0,
 ) -> SecureRoundResult:
-    """Run one SecAgg+ fit round on ``node_ids`` (at least 3 needed by the protocol)."""
+    """Run one SecAgg+ fit round on ``node_ids`` (at least 3 needed by the protocol).
+
+    With ``noise_multiplier`` > 0 the devices add the noise; the result's
+    ``share`` says how much each added.
+    """
     if len(node_ids) < 3:
         raise ValueError(
             f"SecAgg+ needs at least 3 training devices (Shamir shares among them), got {len(node_ids)}"
         )
-    strategy = _CapturingStrategy(node_ids, server_round)
+    strategy = _CapturingStrategy(node_ids, server_round, noise_multiplier)
     manager = SimpleClientManager()
     for node_id in node_ids:
         manager.register(GridClientProxy(node_id, grid, context.run_id))
@@ -128,16 +171,18 @@ def secure_round(
     legacy.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
         ndarrays_to_parameters(global_arrays), keep_input=True
     )
-    # Shares cannot outnumber devices, and reconstruction needs fewer than all shares.
-    num_shares = min(settings.num_shares, len(node_ids))
-    threshold = min(settings.reconstruction_threshold, num_shares - 1)
+    num_shares, threshold = settings.for_devices(len(node_ids))
+    dimension = sum(int(a.size) for a in global_arrays)
+    share = settings.noise_share(len(node_ids), noise_multiplier, dimension)
     SecAggPlusWorkflow(
         num_shares=num_shares,
         reconstruction_threshold=threshold,
-        clipping_range=settings.clipping_norm,
+        clipping_range=share.clipping_range if share else settings.clipping_norm,
+        quantization_range=share.quantization_range if share else QUANTIZATION_RANGE,
         max_weight=1.0,
         timeout=settings.timeout,
     )(grid, legacy)
     result = strategy.result
+    result.share = share
     result.dropped = sorted(set(node_ids) - set(result.metrics))
     return result

@@ -62,8 +62,10 @@ def main(grid: Grid, context: Context) -> None:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     ledger = ServerLedger(out_dir)
-    client_dp = ClientLevelDP(cfg, len(census.nodes_with_role("train")), ledger)
-    privacy = PrivacyControls(ledger, client_dp, context, _secagg_settings(cfg))
+    secagg = _secagg_settings(cfg)
+    dimension = sum(t.numel() for t in model.state_dict().values())
+    client_dp = ClientLevelDP(cfg, len(census.nodes_with_role("train")), ledger, secagg, dimension)
+    privacy = PrivacyControls(ledger, client_dp, context, secagg)
     strategy = build_strategy(
         StrategySettings(name=cfg.strategy, trim=cfg.trim, num_malicious=cfg.num_malicious),
         num_train_nodes=len(census.nodes_with_role("train")),
