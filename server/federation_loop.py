@@ -273,7 +273,12 @@ def _evaluate_round(
     settings: FederationSettings,
     ledger: ServerLedger,
 ) -> dict[str, Any]:
-    eval_grid = NodeSubsetGrid(grid, census.nodes_with_role("heldout"))
+    heldout = census.nodes_with_role("heldout")
+    if not heldout:
+        # Nothing to ask; Flower's strategies would wait for nodes forever.
+        log.warning("round %d: no held-out device; nothing evaluated", server_round)
+        return {**held_out_metrics([], settings.num_classes), "declined": {}}
+    eval_grid = NodeSubsetGrid(grid, heldout)
     messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), eval_grid)
     replies = grid.send_and_receive(messages, timeout=settings.timeout)
     records, declined = [], {}

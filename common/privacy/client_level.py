@@ -34,7 +34,7 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 SAMPLING_ASSUMPTION = (
     "no amplification: every training device is asked every round (no client "
-    "sampling), so epsilon composes as a plain Gaussian mechanism per round"
+    "sampling), so each round is one Gaussian (or, under SecAgg+, Skellam) mechanism"
 )
 ACCOUNTANT_NAME = "rdp (flwr RdpAccountant, dp-accounting backend)"
 

@@ -16,10 +16,8 @@ once ``server/server_app.py`` uses :mod:`server.checkpoint`; they skip until the
 from __future__ import annotations
 
 import json
-import multiprocessing
 import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import torch
 
 from simulations.deployment import LocalDeployment, RunningProcess
 from simulations.flower_processes import descendants, is_alive, tagged_pids
-from simulations.synthetic import CohortSpec, generate_cohort
+from tests.deployment_data import device_dirs, warm
 
 NUM_TRAIN = 3
 CLIPS_PER_CLASS = 6  # 18 clips per device, 6 of each class
@@ -56,32 +54,11 @@ needs_checkpoint_wiring = pytest.mark.skipif(
 )
 
 
-def _warm(data_dir: Path, role: str):
-    """Preprocess once, so the feature cache in the device's data dir is hot."""
-    from client.local_data import load_local_data
-    from common.node_config import NodeConfig
-
-    node = NodeConfig(data_dir=str(data_dir), role=role, cache_dir=str(data_dir / ".fedmer-cache"))
-    return load_local_data(node, "ststnet")
-
-
 @pytest.fixture(scope="module")
 def device_data(tmp_path_factory) -> list[Path]:
     """One synthetic subject per device (different seeds): 3 training, 1 held out."""
-    root = tmp_path_factory.mktemp("device-data")
-    dirs = [root / f"device-{i + 1:03d}" for i in range(NUM_TRAIN + 1)]
     roles = ["train"] * NUM_TRAIN + ["heldout"]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-        list(pool.map(_make_device_data, dirs, range(NUM_TRAIN + 1), roles))
-    return dirs
-
-
-def _make_device_data(d: Path, index: int, role: str) -> None:
-    generate_cohort(
-        d, CohortSpec(num_subjects=1, clips_per_class=CLIPS_PER_CLASS, seed=600 + index)
-    )
-    _warm(d, role)
+    return device_dirs(tmp_path_factory.mktemp("device-data"), roles, CLIPS_PER_CLASS, seed=600)
 
 
 @dataclass
@@ -144,7 +121,7 @@ def _heldout_accuracy(state_dict: dict, data_dir: Path) -> float:
     from common.labels import COMPOSITE_CLASSES
     from common.models import build_model
 
-    local = _warm(data_dir, "heldout")
+    local = warm(data_dir, "heldout")
     model = build_model("ststnet", num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(state_dict)
     model.eval()

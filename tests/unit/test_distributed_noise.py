@@ -70,6 +70,7 @@ def _sum_noise_std(shares: list[SkellamShare], seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     updates = [_clipped(rng) for _ in shares]
     noised = [noised_update(u, s, rng) for u, s in zip(updates, shares)]
+
     def flat_sum(vectors) -> np.ndarray:
         return sum(np.concatenate([a.astype(np.float64).ravel() for a in v]) for v in vectors)
 
@@ -99,7 +100,9 @@ def test_skellam_epsilon_is_the_gaussian_one_plus_a_small_correction():
     assert gaussian <= epsilon <= gaussian * (1 + 1e-3)
     # Theorem 3.5 at one order, by hand.
     mu, d1, d2, a = release.variance, release.l1_sensitivity, release.l2_sensitivity, 8
-    by_hand = a * d2**2 / (2 * mu) + min(((2 * a - 1) * d2**2 + 6 * d1) / (4 * mu**2), 3 * d1 / (2 * mu))
+    by_hand = a * d2**2 / (2 * mu) + min(
+        ((2 * a - 1) * d2**2 + 6 * d1) / (4 * mu**2), 3 * d1 / (2 * mu)
+    )
     assert release.rdp([a])[0] == pytest.approx(by_hand, rel=1e-12)
 
 
