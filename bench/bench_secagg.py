@@ -1,4 +1,5 @@
-"""SecAgg+ against plain aggregation: time and bytes per round, 5 and 20 devices.
+"""SecAgg+, with and without distributed noise, against plain aggregation: time and bytes
+per round, 5 and 20 devices.
 
 Both sides run fedmer's own code paths in one process: the server side is
 ``server.secagg_round.secure_round`` (Flower's SecAggPlusWorkflow) or a plain
@@ -8,6 +9,9 @@ payload guard) and the wire schema's
 ``TrainInstruction``/``LegacyTrainReply`` over the in-process transport. Local training is
 replaced by a fixed random update, so the figures are the aggregation
 protocol's own cost (the same DP-SGD time would be added to both sides).
+With distributed noise (z = 1) each device also rounds its update onto
+SecAgg+'s lattice and adds its Skellam share (``client.secagg_client``), and
+the server sets the wider lattice range, as in a real run.
 Bytes are the protobuf size of every message, both directions, as Flower
 would put them on the wire.
 
@@ -33,7 +37,12 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from bench.machine import describe_machine
 from client.payload_guard_mod import payload_guard_mod
-from client.secagg_client import clipped_update, secagg_when_requested_mod
+from client.secagg_client import (
+    clipped_update,
+    noised_update,
+    secagg_when_requested_mod,
+    skellam_share,
+)
 from common.models import build_model
 from common.node_config import NodeConfig
 from common.privacy.ledger import FileLines, Ledger, encode_entry
@@ -42,7 +51,16 @@ from server.secagg_round import SecAggSettings, secure_round
 from simulations.in_process import InProcessGrid
 
 CLIP = 1.0
-METRICS = TrainMetrics(10, 0.0, 0.0, 1.0, 1.0, 1e-5, 1.0, 0.1, 1, 1)
+NOISE_MULTIPLIER = 1.0
+METRICS = TrainMetrics(
+    epsilon=1.0,
+    epsilon_prv=1.0,
+    delta=1e-5,
+    noise_multiplier=1.0,
+    sample_rate=0.1,
+    steps=1,
+    total_steps=1,
+)
 
 
 def _bench_client(ledger_dir: Path) -> ClientApp:
@@ -67,6 +85,11 @@ def _bench_client(ledger_dir: Path) -> ClientApp:
         ))  # fmt: skip
         if request.legacy:
             update = clipped_update(model, request, CLIP)
+            if request.client_noise_multiplier > 0:
+                share = skellam_share(
+                    context, request.client_noise_multiplier, CLIP, sum(u.size for u in update)
+                )
+                update = noised_update(update, share, rng)
             reply = LegacyTrainReply(device, update, tuple(request.arrays.keys()), METRICS, entry)
             return Message(reply.to_record(), reply_to=msg)
         plain = TrainReply(device, ArrayRecord(model.state_dict()), METRICS, entry)
@@ -117,7 +140,7 @@ def plain_round(grid: CountingGrid, arrays: ArrayRecord) -> None:
     _ = [np.mean(layer, axis=0) for layer in zip(*stacked)]
 
 
-def secagg_round(grid: CountingGrid, arrays: ArrayRecord) -> None:
+def secagg_round(grid: CountingGrid, arrays: ArrayRecord, noise_multiplier: float = 0.0) -> None:
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
     result = secure_round(
         grid,
@@ -126,13 +149,19 @@ def secagg_round(grid: CountingGrid, arrays: ArrayRecord) -> None:
         list(grid.get_node_ids()),
         1,
         SecAggSettings(num_shares=5, reconstruction_threshold=3, clipping_norm=CLIP, timeout=60),
+        noise_multiplier,
     )
     assert result.mean_update is not None and not result.dropped
 
 
 def measure(kind: str, num_nodes: int, repeats: int) -> tuple[float, int]:
     arrays = ArrayRecord(build_model("ststnet").state_dict())
-    run = secagg_round if kind == "secagg" else plain_round
+    runs = {
+        "plain": plain_round,
+        "secagg": secagg_round,
+        "secagg-noise": lambda g, a: secagg_round(g, a, NOISE_MULTIPLIER),
+    }
+    run = runs[kind]
     times, sizes = [], []
     for _ in range(repeats + 1):  # the first is a warm-up
         grid = _grid(num_nodes, Path(tempfile.mkdtemp(prefix="fedmer-bench-secagg-")))
@@ -152,15 +181,19 @@ def main() -> None:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     print(describe_machine())
     print(
-        "| devices | plain s/round | SecAgg+ s/round | time ratio | plain KiB/round | SecAgg+ KiB/round | bytes ratio |"
+        "| devices | plain s/round | SecAgg+ s/round (ratio) | SecAgg+ & noise s/round (ratio) "
+        "| plain KiB/round | SecAgg+ KiB/round (ratio) | SecAgg+ & noise KiB/round (ratio) |"
     )
     print("|---|---|---|---|---|---|---|")
     for n in (5, 20):
         plain_t, plain_b = measure("plain", n, args.repeats)
         sec_t, sec_b = measure("secagg", n, args.repeats)
+        noise_t, noise_b = measure("secagg-noise", n, args.repeats)
         print(
-            f"| {n} | {plain_t:.3f} | {sec_t:.3f} | **{sec_t / plain_t:.1f}×** | "
-            f"{plain_b / 1024:.0f} | {sec_b / 1024:.0f} | **{sec_b / plain_b:.2f}×** |",
+            f"| {n} | {plain_t:.3f} | {sec_t:.3f} (**{sec_t / plain_t:.1f}×**) | "
+            f"{noise_t:.3f} (**{noise_t / plain_t:.1f}×**) | {plain_b / 1024:.0f} | "
+            f"{sec_b / 1024:.0f} (**{sec_b / plain_b:.2f}×**) | "
+            f"{noise_b / 1024:.0f} (**{noise_b / plain_b:.2f}×**) |",
             flush=True,
         )
 
