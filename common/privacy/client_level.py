@@ -32,6 +32,8 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from common.privacy.calibration import smallest_noise_multiplier
+
 SAMPLING_ASSUMPTION = (
     "no amplification: every training device is asked every round (no client "
     "sampling), so each round is one Gaussian (or, under SecAgg+, Skellam) mechanism"
@@ -138,13 +140,7 @@ def calibrate_client_noise(target_epsilon: float, delta: float, rounds: int) -> 
         accountant.compose(GaussianPrivacyEvent(z, 1, 1), count=rounds)
         return accountant.get_epsilon(delta)
 
-    low, high = 1e-3, 1.0
-    while eps(high) > target_epsilon:
-        high *= 2.0
-    while high - low > 1e-3:
-        mid = (low + high) / 2
-        low, high = (low, mid) if eps(mid) <= target_epsilon else (mid, high)
-    return high
+    return smallest_noise_multiplier(eps, target_epsilon)
 
 
 def _new_accountant(delta: float, population: int) -> RdpAccountant:

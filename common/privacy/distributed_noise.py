@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
 
+from common.privacy.calibration import smallest_noise_multiplier
+
 MECHANISM = "skellam-share"  # the device's mechanism name (node config allowed-mechanisms)
 RELEASE_MECHANISM = "dp-fedavg-skellam"  # the server's release entries
 TAIL_SIGMAS = 14.0
@@ -221,10 +223,4 @@ def calibrate_skellam_noise(
         share = share_for(z)
         return skellam_epsilon([share.release(share.threshold)] * rounds, delta)
 
-    low, high = 1e-3, 1.0
-    while eps(high) > target_epsilon:
-        high *= 2.0
-    while high - low > 1e-3:
-        mid = (low + high) / 2
-        low, high = (low, mid) if eps(mid) <= target_epsilon else (mid, high)
-    return high
+    return smallest_noise_multiplier(eps, target_epsilon)

@@ -7,7 +7,9 @@ import pytest
 
 import bench
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+MODULES = sorted(
+    m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
