@@ -181,7 +181,13 @@ def test_many_rounds_never_take_a_device_past_its_budget(cohort, tmp_path):
         codes.append(reply.content.config_records["info"].get("declined", "trained"))
     assert "trained" in codes and codes[-1] == "budget-exhausted"
     ledger = Path(str(node["state-dir"])) / LEDGER_FILE
-    history = history_of([json.loads(line) for line in ledger.read_text().splitlines()])
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    # Accepted while the budget lasts, then refused, every refusal signed and chained.
+    events = [e["event"] for e in entries]
+    first_refusal = events.index("refused")
+    assert set(events[:first_refusal]) == {"train"} and set(events[first_refusal:]) == {"refused"}
+    assert audit_chain(ledger).ok
+    history = history_of(entries)
     # An accountant written independently of fedmer's agrees the budget holds.
     assert rdp_epsilon(history, 1e-5) <= 8.0 * 1.01
 
