@@ -13,6 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 RESULTS_SCHEMA = "fedmer.results/1"
+# The files a run folder holds, whoever wrote it.
+RESULTS_FILE = "results.json"
+MODEL_FILE = "final_model.pt"
+# The preprocessing the devices used (public settings, no data): what
+# ``fedmer predict`` and ``fedmer export`` must apply to new clips.
+PREPROCESSING_FILE = "preprocessing.json"
 
 _TOP = {
     "schema": str,

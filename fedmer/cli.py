@@ -11,8 +11,11 @@ from fedmer import (
     certs_command,
     compare_command,
     evaluate_command,
+    export_command,
     keys_command,
+    predict_command,
     prepare_command,
+    report_command,
     simulate_command,
 )
 
@@ -31,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_command.register(commands)
     compare_command.register(commands)
     prepare_command.register(commands)
+    predict_command.register(commands)
+    export_command.register(commands)
+    report_command.register(commands)
     certs_command.register(commands)
     keys_command.register(commands)
     return parser

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from client.datasets.manifest import read_manifest
     from client.local_data import preprocessing_for
     from client.prepare import prepare_clips
+    from client.run_model import write_preprocessing
+    from fedmer.run_report import write_report
     from simulations.default_cohort import cohort_manifest
     from simulations.federation import prepare_federation, run_federation
 
@@ -85,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.verbose:
         _quiet_flower()
+    # The devices' preprocessing settings (public, no data), so that
+    # ``fedmer predict`` and ``fedmer export`` apply the same to new clips.
+    write_preprocessing(out_dir, cfg.model, config)
     run_federation(cfg, devices, transport=args.transport, verbose=args.verbose)
+    report = write_report(out_dir)
+    print(f"[fedmer] report: {report}", flush=True)
     print(f"[fedmer] finished in {time.monotonic() - started:.0f}s; see {out_dir}", flush=True)
     return 0
 

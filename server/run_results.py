@@ -20,10 +20,8 @@ from typing import Any
 import torch
 
 from common.atomic_io import write_bytes_atomic, write_json_atomic
-from common.results_schema import RESULTS_SCHEMA
+from common.results_schema import MODEL_FILE, RESULTS_FILE, RESULTS_SCHEMA
 
-RESULTS_FILE = "results.json"
-MODEL_FILE = "final_model.pt"
 FINAL_KEYS = ("round", "uf1", "uar", "accuracy", "confusion", "released", "heldout_devices")
 PLOT_FILE = "rounds.png"
 

@@ -125,3 +125,109 @@ def test_results_fit_the_one_schema_and_devices_keep_their_own_ledgers(simulated
     for ledger in ledgers:
         assert len(ledger.read_text().splitlines()) == ROUNDS
     assert results["privacy"]["private"] is True
+
+
+def test_the_run_writes_a_self_contained_html_report(simulated_run):
+    import base64
+    from html.parser import HTMLParser
+
+    out, stdout, results = simulated_run
+    assert f"[fedmer] report: {out / 'report.html'}" in stdout
+
+    class Images(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sources: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.sources.append(dict(attrs)["src"])
+
+    page = (out / "report.html").read_text()
+    parser = Images()
+    parser.feed(page)
+    # Curves, confusion counts, per-device spend: every plot embedded, none linked.
+    assert len(parser.sources) == 3
+    for src in parser.sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    for device in results["devices"]:
+        assert device in page
+    assert f"{results['final']['uf1']:.4g}" in page
+
+
+def _run_model(out):
+    from client.run_model import load_run_model
+
+    return load_run_model(out)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_the_exported_model_gives_the_pytorch_models_logits(simulated_run, tmp_path, fmt):
+    import numpy as np
+
+    from client.model_export import export_model, max_export_error
+
+    out, _, _ = simulated_run
+    run = _run_model(out)
+    assert run.recorded  # simulate recorded the devices' preprocessing
+    path = export_model(run, fmt, tmp_path)
+    inputs = np.random.default_rng(1).uniform(-1, 1, size=(5, *run.input_shape))
+    assert max_export_error(run, path, inputs) <= 1e-5
+    manifest = json.loads((tmp_path / "model.json").read_text())
+    assert manifest["model"] == "ststnet" and manifest["input_shape"] == [3, 28, 28]
+    assert manifest["preprocessing_fingerprint"] == run.preprocessing.fingerprint()
+
+
+def _cohort_manifest(out):
+    [manifest] = (out.parent / "cache" / "cohorts").glob("*/manifest.csv")
+    return manifest
+
+
+def test_predict_classifies_clips_and_names_the_ones_it_cannot_use(simulated_run, tmp_path):
+    import csv
+
+    out, _, _ = simulated_run
+    manifest = _cohort_manifest(out)
+    rows = manifest.read_text().splitlines()
+    bad = tmp_path / "clips.csv"
+    short = tmp_path / "short"
+    short.mkdir()
+    import shutil
+
+    first_frames = sorted((manifest.parent).rglob("*.avi"))[:1]
+    assert first_frames
+    # A manifest with 6 good clips, a missing file and a one-frame folder.
+    lines = [rows[0]] + [r.replace("videos/", f"{manifest.parent}/videos/") for r in rows[1:7]]
+    lines.append("S99,/no/such/clip.avi,1,2,3,positive,synthetic,100")
+    shutil.copy(first_frames[0], short / "not-a-frame.txt")
+    lines.append(f"S98,{short},0,1,1,positive,synthetic,100")
+    bad.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "predict", str(bad), "--model", str(out),
+         "--out", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "/no/such/clip.avi" in proc.stderr and "not found" in proc.stderr
+    assert str(short) in proc.stderr
+    with open(tmp_path / "p.csv") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert len(predictions) == 6
+    for p in predictions:
+        total = sum(float(p[f"p_{c}"]) for c in ("negative", "positive", "surprise"))
+        assert total == pytest.approx(1.0, abs=1e-5)
+        assert p["predicted"] in {"negative", "positive", "surprise"}
+
+
+def test_predict_refuses_preprocessing_the_model_was_not_trained_with(simulated_run, tmp_path):
+    out, _, _ = simulated_run
+    clip = sorted(_cohort_manifest(out).parent.rglob("*.avi"))[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "predict", str(clip), "--model", str(out),
+         "--flow", "farneback", "--out", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "trained with flow_method='dis', not 'farneback'" in proc.stderr
+    assert "preprocessing.json" in proc.stderr

@@ -1,0 +1,111 @@
+"""``fedmer predict``: classify clips on this device with a finished run's model.
+
+INPUT is a clip (a video file or a folder of frames; ``--onset``/``--apex``/
+``--offset`` pick its frames, the apex is spotted when not given) or a
+manifest CSV of many clips. Each clip is preprocessed exactly as the run's
+training clips were (recorded in the run folder's ``preprocessing.json``);
+asking for other preprocessing settings is refused. Prints each clip's class
+probabilities and writes them to a CSV. Clips that cannot be used are listed
+with their file and reason; the others go on. Nothing leaves the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from client.preprocessing.features import ALIGNMENTS
+    from client.preprocessing.optical_flow import FLOW_METHODS
+
+    p = commands.add_parser(
+        "predict",
+        help="classify clips (video, frame folder or manifest) with a run's model, on this device",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "input", type=Path, metavar="INPUT", help="video file, frame folder or manifest CSV"
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="RUN_DIR",
+        help="a run folder (final_model.pt, results.json)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("predictions.csv"), help="CSV of per-clip probabilities"
+    )
+    p.add_argument(
+        "--onset", type=int, help="onset frame number (a single clip; default: its first frame)"
+    )
+    p.add_argument("--apex", type=int, help="apex frame number (default: spotted)")
+    p.add_argument("--offset", type=int, help="offset frame number (default: its last frame)")
+    override = p.add_argument_group("preprocessing (must match the run's; default: the run's)")
+    override.add_argument("--flow", choices=FLOW_METHODS)
+    override.add_argument("--align", choices=ALIGNMENTS)
+    override.add_argument("--detector")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from client.datasets.clip_record import ClipError, SkippedClip
+    from client.predict import (
+        Prediction,
+        clip_from_source,
+        clips_from_input,
+        predict_clips,
+        write_predictions_csv,
+    )
+    from client.run_model import RunModelError, load_run_model
+
+    try:
+        run_model = load_run_model(args.model)
+        overrides = {
+            key: value
+            for key, value in (
+                ("flow_method", args.flow),
+                ("alignment", args.align),
+                ("detector", args.detector),
+            )
+            if value is not None
+        }
+        if overrides:
+            requested = dataclasses.replace(run_model.preprocessing, **overrides)
+            run_model = load_run_model(args.model, requested)
+    except (RunModelError, ValueError) as exc:
+        print(f"fedmer predict: {exc}", file=sys.stderr)
+        return 2
+    if not run_model.recorded:
+        print(
+            f"[fedmer] {args.model} records no preprocessing.json; using fedmer's default "
+            "preprocessing, which must be what its devices used",
+            flush=True,
+        )
+    if any(v is not None for v in (args.onset, args.apex, args.offset)):
+        try:
+            records = [clip_from_source(args.input, args.onset, args.apex, args.offset)]
+            skipped: list[SkippedClip] = []
+        except ClipError as error:
+            records, skipped = [], [SkippedClip(args.input.stem, str(error), error.category)]
+    else:
+        records, skipped = clips_from_input(args.input)
+    predictions: list[Prediction] = []
+    for outcome in predict_clips(run_model, records):
+        if isinstance(outcome, Prediction):
+            predictions.append(outcome)
+            probabilities = "  ".join(
+                f"{c} {p:.3f}" for c, p in zip(outcome.classes, outcome.probabilities)
+            )
+            print(f"{outcome.clip_id}: {outcome.predicted}  ({probabilities})", flush=True)
+        else:
+            skipped.append(outcome)
+    for skip in skipped:
+        print(f"skipped {skip.clip_id}: {skip.reason}", file=sys.stderr)
+    write_predictions_csv(args.out, predictions, run_model.classes)
+    print(f"[fedmer] {len(predictions)} clip(s) classified, {len(skipped)} skipped; {args.out}")
+    return 0 if predictions else 1
