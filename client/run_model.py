@@ -65,7 +65,7 @@ def write_preprocessing(run_dir: Path, model: str, config: PreprocessConfig) -> 
 def load_run_model(run_dir: Path, requested: PreprocessConfig | None = None) -> RunModel:
     """The run's final model; ``requested`` settings must equal the recorded ones."""
     run_dir = Path(run_dir)
-    results = _read_json(run_dir / RESULTS_FILE)
+    results = read_run_file(run_dir / RESULTS_FILE)
     name = str(results.get("config", {}).get("model", ""))
     if not name:
         raise RunModelError(f"{run_dir / RESULTS_FILE}: config names no model")
@@ -82,7 +82,7 @@ def load_run_model(run_dir: Path, requested: PreprocessConfig | None = None) -> 
     recorded_path = run_dir / PREPROCESSING_FILE
     recorded = None
     if recorded_path.is_file():
-        values = _read_json(recorded_path).get("preprocessing", {})
+        values = read_run_file(recorded_path).get("preprocessing", {})
         try:
             recorded = PreprocessConfig(**values)
         except (TypeError, ValueError) as exc:
@@ -101,7 +101,8 @@ def load_run_model(run_dir: Path, requested: PreprocessConfig | None = None) -> 
     return RunModel(model, name, classes, config, recorded is not None)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A JSON object from a run folder; :class:`RunModelError` naming the file otherwise."""
     if not path.is_file():
         raise RunModelError(f"{path}: missing; is {path.parent} a fedmer run folder?")
     try:

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         path = write_report(args.run_dir, args.out)
-    except (FileNotFoundError, ValueError) as exc:
+    except ValueError as exc:
         print(f"fedmer report: {exc}", file=sys.stderr)
         return 2
     print(f"[fedmer] report: {path}")

@@ -19,19 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from client.run_model import read_run_file
+from common.results_schema import RESULTS_FILE
+
 REPORT_FILE = "report.html"
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write ``report.html`` for the run in ``run_dir``; returns its path."""
     run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
-    if not results_path.is_file():
-        raise FileNotFoundError(f"{results_path}: no results.json here; is this a run folder?")
-    try:
-        results = json.loads(results_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{results_path}: not valid JSON ({exc})") from exc
+    results = read_run_file(run_dir / RESULTS_FILE)
     budgets = _budgets_from_ledgers(run_dir / "ledger" / "devices")
     page = render_report(results, budgets, title=f"fedmer run: {run_dir.name}")
     target = out or run_dir / REPORT_FILE
