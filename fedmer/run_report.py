@@ -160,6 +160,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _integer_ticks() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _png(fig: Any) -> bytes:
     plt = _pyplot()
     buffer = io.BytesIO()
@@ -179,6 +185,7 @@ def _rounds_png(rounds: Sequence[Mapping[str, Any]]) -> bytes | None:
     ax.plot(xs, [r["uar"] for r in rounds], "s-", label="held-out UAR")
     ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (3 classes)")
     ax.set(xlabel="round", ylabel="UF1 / UAR", ylim=(0, 1))
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax2 = ax.twinx()
     eps = [r["epsilon"] if _finite(r.get("epsilon")) else math.nan for r in rounds]
     ax2.plot(xs, eps, "^--", color="tab:red", label="ε (worst device)")
