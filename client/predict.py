@@ -62,14 +62,17 @@ def clip_from_source(
     )
 
 
-def clips_from_input(path: Path) -> tuple[list[ClipRecord], list[SkippedClip]]:
-    """The clips a manifest CSV names (with its bad rows), or the one clip at ``path``."""
+def clips_from_input(
+    path: Path, onset: int | None = None, apex: int | None = None, offset: int | None = None
+) -> tuple[list[ClipRecord], list[SkippedClip]]:
+    """The clips a manifest CSV names (with its bad rows), or the one clip at ``path``
+    (``onset``/``apex``/``offset`` pick its frames)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         table = read_manifest(path)
         return list(table.clips), list(table.skipped)
     try:
-        return [clip_from_source(path)], []
+        return [clip_from_source(path, onset, apex, offset)], []
     except ClipError as error:
         return [], [SkippedClip(path.stem, str(error), error.category)]
 

@@ -10,7 +10,9 @@ that differs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,9 @@ def write_preprocessing(run_dir: Path, model: str, config: PreprocessConfig) -> 
     return path
 
 
-def load_run_model(run_dir: Path, requested: PreprocessConfig | None = None) -> RunModel:
-    """The run's final model; ``requested`` settings must equal the recorded ones."""
+def load_run_model(run_dir: Path, overrides: Mapping[str, Any] | None = None) -> RunModel:
+    """The run's final model and preprocessing; ``overrides`` (PreprocessConfig field ->
+    value) must equal the recorded settings, or they are refused naming the first that differs."""
     run_dir = Path(run_dir)
     results = read_run_file(run_dir / RESULTS_FILE)
     name = str(results.get("config", {}).get("model", ""))
@@ -87,17 +90,18 @@ def load_run_model(run_dir: Path, requested: PreprocessConfig | None = None) -> 
             recorded = PreprocessConfig(**values)
         except (TypeError, ValueError) as exc:
             raise RunModelError(f"{recorded_path}: {exc}") from exc
-    base = recorded or preprocess_config_for(name, PreprocessConfig())
-    if requested is not None and recorded is not None:
-        requested = preprocess_config_for(name, requested)
-        for f in fields(PreprocessConfig):
-            if getattr(requested, f.name) != getattr(recorded, f.name):
-                raise RunModelError(
-                    f"{recorded_path}: the model was trained with {f.name}="
-                    f"{getattr(recorded, f.name)!r}, not {getattr(requested, f.name)!r}; "
-                    "predictions on differently preprocessed clips would be meaningless"
-                )
-    config = base if requested is None else preprocess_config_for(name, requested)
+    config = recorded or preprocess_config_for(name, PreprocessConfig())
+    if overrides:
+        requested = preprocess_config_for(name, dataclasses.replace(config, **overrides))
+        if recorded is not None:
+            for f in fields(PreprocessConfig):
+                if getattr(requested, f.name) != getattr(recorded, f.name):
+                    raise RunModelError(
+                        f"{recorded_path}: the model was trained with {f.name}="
+                        f"{getattr(recorded, f.name)!r}, not {getattr(requested, f.name)!r}; "
+                        "predictions on differently preprocessed clips would be meaningless"
+                    )
+        config = requested
     return RunModel(model, name, classes, config, recorded is not None)
 
 

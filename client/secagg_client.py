@@ -20,8 +20,6 @@ own state, the values Flower will actually quantize with.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from flwr.app import Context, Message
 from flwr.client.mod import secaggplus_mod
@@ -85,13 +83,9 @@ def noised_update(
     function checks that Flower's quantization maps each of them back to
     exactly ``k`` (no second rounding, no clipping), and raises otherwise:
     noise that Flower altered would no longer be the accounted mechanism.
+    Whether the lattice leaves room for the noise at all (``MAX_TRUNCATION``)
+    is the caller's policy check, signed as a refusal before any training.
     """
-    if share.truncation_probability(1) > MAX_TRUNCATION:
-        raise RuntimeError(
-            f"SecAgg+ clipping_range {share.clipping_range:g} leaves too little room for "
-            f"noise of std {math.sqrt(share.variance) / share.scale:.3g} "
-            f"(truncation probability {share.truncation_probability(1):.3g})"
-        )
     flat = np.concatenate([np.asarray(u, dtype=np.float64).ravel() for u in update])
     lattice = randomized_round(flat * share.scale, rng) + sample_skellam(
         share.variance, flat.size, rng
@@ -104,9 +98,7 @@ def noised_update(
         k = lattice[start : start + u.size].reshape(u.shape)
         start += u.size
         values = (k / share.scale).astype(u.dtype)
-        requantized = (values.astype(u.dtype) + u.dtype.type(share.clipping_range)) * u.dtype.type(
-            share.scale
-        )
+        requantized = (values + u.dtype.type(share.clipping_range)) * u.dtype.type(share.scale)
         if not np.array_equal(requantized, (k + half).astype(requantized.dtype)):
             raise RuntimeError(
                 "the SecAgg+ lattice is not exact in this dtype (clipping_range must be a "

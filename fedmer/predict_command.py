@@ -12,7 +12,6 @@ with their file and reason; the others go on. Nothing leaves the device.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -53,30 +52,20 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from client.datasets.clip_record import ClipError, SkippedClip
-    from client.predict import (
-        Prediction,
-        clip_from_source,
-        clips_from_input,
-        predict_clips,
-        write_predictions_csv,
-    )
+    from client.predict import Prediction, clips_from_input, predict_clips, write_predictions_csv
     from client.run_model import RunModelError, load_run_model
 
+    overrides = {
+        key: value
+        for key, value in (
+            ("flow_method", args.flow),
+            ("alignment", args.align),
+            ("detector", args.detector),
+        )
+        if value is not None
+    }
     try:
-        run_model = load_run_model(args.model)
-        overrides = {
-            key: value
-            for key, value in (
-                ("flow_method", args.flow),
-                ("alignment", args.align),
-                ("detector", args.detector),
-            )
-            if value is not None
-        }
-        if overrides:
-            requested = dataclasses.replace(run_model.preprocessing, **overrides)
-            run_model = load_run_model(args.model, requested)
+        run_model = load_run_model(args.model, overrides)
     except (RunModelError, ValueError) as exc:
         print(f"fedmer predict: {exc}", file=sys.stderr)
         return 2
@@ -86,14 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "preprocessing, which must be what its devices used",
             flush=True,
         )
-    if any(v is not None for v in (args.onset, args.apex, args.offset)):
-        try:
-            records = [clip_from_source(args.input, args.onset, args.apex, args.offset)]
-            skipped: list[SkippedClip] = []
-        except ClipError as error:
-            records, skipped = [], [SkippedClip(args.input.stem, str(error), error.category)]
-    else:
-        records, skipped = clips_from_input(args.input)
+    records, skipped = clips_from_input(args.input, args.onset, args.apex, args.offset)
     predictions: list[Prediction] = []
     for outcome in predict_clips(run_model, records):
         if isinstance(outcome, Prediction):

@@ -60,7 +60,8 @@ class ClientLevelDP:
         self.clipping_norm = cfg.client_clipping_norm
         self.delta = cfg.delta
         self._secagg, self._dimension = secagg, dimension
-        self._population = max(population, 1)
+        # The fixed denominator: the expected number of participants.
+        self.denominator = max(population, 1)
         if cfg.client_target_epsilon > 0 and secagg is not None:
             self.noise_multiplier = calibrate_skellam_noise(
                 cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self._share_at
@@ -82,8 +83,6 @@ class ClientLevelDP:
             SkellamAccountant(cfg.delta, self.budget) if self.enabled and secagg else None
         )
         self._ledger = ledger
-        # The fixed denominator: the expected number of participants.
-        self.denominator = max(population, 1)
         # The σ of every release so far: a resumed run replays exactly these.
         self.release_sigmas: list[float] = []
         # Central noise must be unpredictable, whatever the run seed.
@@ -95,7 +94,7 @@ class ClientLevelDP:
 
     def _share_at(self, noise_multiplier: float) -> SkellamShare:
         assert self._secagg is not None
-        share = self._secagg.noise_share(self._population, noise_multiplier, self._dimension)
+        share = self._secagg.noise_share(self.denominator, noise_multiplier, self._dimension)
         assert share is not None
         return share
 
@@ -163,11 +162,8 @@ class ClientLevelDP:
                     "client-level noise under SecAgg+ must come from the devices; "
                     "the server never adds it to an unmasked sum"
                 )
-            return self._step(
-                current, [np.asarray(s, np.float64) / self.denominator for s in summed]
-            )
-        release = share.release(n)
-        self._record_skellam(release, share, n, server_round)
+        else:
+            self._record_skellam(share.release(n), share, n, server_round)
         return self._step(current, [np.asarray(s, np.float64) / self.denominator for s in summed])
 
     def _record_skellam(
@@ -176,25 +172,16 @@ class ClientLevelDP:
         assert self.skellam is not None
         epsilon = self.skellam.record_release(release)
         sigma = release.effective_noise_multiplier
-        self.release_sigmas.append(sigma)
-        self._ledger.chain.append(
-            round=server_round,
-            device_id="server",
-            event="release",
-            mechanism=RELEASE_MECHANISM,
-            sigma=sigma,
-            q=1.0,
-            steps=1,
-            delta=self.delta,
-            epsilon=epsilon,
-            budget=self.budget,
-            accountant="skellam-rdp (Agarwal et al. 2021, Thm 3.5)",
-            note=(
-                f"{n} devices each added Skellam variance {share.variance:.6g} "
-                f"(lattice scale {share.scale:g}, L2 {release.l2_sensitivity:.6g}, "
-                f"L1 {release.l1_sensitivity:.6g}, truncation {release.truncation:.3g}); "
-                f"denominator {self.denominator}; the server added no noise"
-            ),
+        self._ledger_release(
+            server_round,
+            RELEASE_MECHANISM,
+            sigma,
+            epsilon,
+            "skellam-rdp (Agarwal et al. 2021, Thm 3.5)",
+            f"{n} devices each added Skellam variance {share.variance:.6g} "
+            f"(lattice scale {share.scale:g}, L2 {release.l2_sensitivity:.6g}, "
+            f"L1 {release.l1_sensitivity:.6g}, truncation {release.truncation:.3g}); "
+            f"denominator {self.denominator}; the server added no noise",
         )
         log.info("round %d: client-level epsilon %.3f (distributed noise)", server_round, epsilon)
 
@@ -212,22 +199,41 @@ class ClientLevelDP:
         if self.accountant is None:
             return
         epsilon = self.accountant.record_release(self.noise_multiplier)
-        self.release_sigmas.append(self.noise_multiplier)
+        self._ledger_release(
+            server_round,
+            "dp-fedavg",
+            self.noise_multiplier,
+            epsilon,
+            ACCOUNTANT_NAME,
+            f"{n} devices contributed; denominator {self.denominator}",
+        )
+        log.info("round %d: client-level epsilon %.3f", server_round, epsilon)
+
+    def _ledger_release(
+        self,
+        server_round: int,
+        mechanism: str,
+        sigma: float,
+        epsilon: float,
+        accountant: str,
+        note: str,
+    ) -> None:
+        """One signed ``release`` entry, and its σ kept for a resume."""
+        self.release_sigmas.append(sigma)
         self._ledger.chain.append(
             round=server_round,
             device_id="server",
             event="release",
-            mechanism="dp-fedavg",
-            sigma=self.noise_multiplier,
+            mechanism=mechanism,
+            sigma=sigma,
             q=1.0,  # no amplification: see SAMPLING_ASSUMPTION
             steps=1,
             delta=self.delta,
             epsilon=epsilon,
             budget=self.budget,
-            accountant=ACCOUNTANT_NAME,
-            note=f"{n} devices contributed; denominator {self.denominator}",
+            accountant=accountant,
+            note=note,
         )
-        log.info("round %d: client-level epsilon %.3f", server_round, epsilon)
 
     def state_dict(self) -> dict[str, object]:
         """What a checkpoint needs to resume this accountant: z, W and every release's σ."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -193,14 +194,11 @@ def test_predict_classifies_clips_and_names_the_ones_it_cannot_use(simulated_run
     bad = tmp_path / "clips.csv"
     short = tmp_path / "short"
     short.mkdir()
-    import shutil
-
-    first_frames = sorted((manifest.parent).rglob("*.avi"))[:1]
-    assert first_frames
+    a_video = sorted(manifest.parent.rglob("*.avi"))[0]
     # A manifest with 6 good clips, a missing file and a one-frame folder.
     lines = [rows[0]] + [r.replace("videos/", f"{manifest.parent}/videos/") for r in rows[1:7]]
     lines.append("S99,/no/such/clip.avi,1,2,3,positive,synthetic,100")
-    shutil.copy(first_frames[0], short / "not-a-frame.txt")
+    shutil.copy(a_video, short / "not-a-frame.txt")  # a folder with no frame in it
     lines.append(f"S98,{short},0,1,1,positive,synthetic,100")
     bad.write_text("\n".join(lines) + "\n")
     proc = subprocess.run(
