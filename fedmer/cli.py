@@ -13,6 +13,7 @@ from fedmer import (
     evaluate_command,
     export_command,
     keys_command,
+    long_video_command,
     predict_command,
     prepare_command,
     report_command,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_command.register(commands)
     prepare_command.register(commands)
     predict_command.register(commands)
+    long_video_command.register(commands)
     export_command.register(commands)
     report_command.register(commands)
     certs_command.register(commands)

@@ -151,7 +151,7 @@ def plan_clip(
     )
 
 
-def _base_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+def base_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     g = np.arange(size, dtype=np.float32)
     return np.broadcast_to(g[None, :], (size, size)).copy(), np.broadcast_to(
         g[:, None], (size, size)
@@ -170,7 +170,7 @@ def inverse_map(
     to ~|F| |grad F|, a sizeable fraction of a 3-px movement.
     """
     size = field.shape[0]
-    gx, gy = _base_grid(size)
+    gx, gy = base_grid(size)
     qx, qy = gx - np.float32(shift[0]), gy - np.float32(shift[1])
     px, py = qx - field[..., 0], qy - field[..., 1]
     for _ in range(iterations - 1):
@@ -201,12 +201,37 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return _LUT[idx].reshape(shape)
 
 
-def render_clip(renderer: FaceRenderer, plan: ClipPlan) -> np.ndarray:
-    """Render ``plan`` as a ``(T, H, W, 3)`` uint8 BGR array.
+def warp_face(
+    neutral: np.ndarray,
+    field: np.ndarray | None,
+    shift: tuple[float, float],
+    grid: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """The neutral face moved forward by ``field`` (None: no movement) plus the
+    global head translation ``shift``, as a new float32 image."""
+    if field is not None:
+        mx, my = inverse_map(field, shift)
+    else:
+        mx, my = grid[0] - np.float32(shift[0]), grid[1] - np.float32(shift[1])
+    return cv2.remap(neutral, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
-    Sensor noise is luminance noise (the same value in B, G and R, as
-    after demosaicing), which also keeps lossless video files smaller.
+
+def expose(
+    frame: np.ndarray, light: np.ndarray, rng: np.random.Generator, sigma: float
+) -> np.ndarray:
+    """Light a float frame (in place), add luminance sensor noise, quantise to uint8.
+
+    Sensor noise is luminance noise (the same value in B, G and R, as after
+    demosaicing), which also keeps lossless video files smaller.
     """
+    frame *= light
+    frame += (_noise(rng, frame.shape[:2]) * np.float32(sigma))[..., None]
+    # Saturating conversion with round-half-even, like np.rint + clip.
+    return cv2.add(frame, (0.0, 0.0, 0.0, 0.0), dtype=cv2.CV_8U)
+
+
+def render_clip(renderer: FaceRenderer, plan: ClipPlan) -> np.ndarray:
+    """Render ``plan`` as a ``(T, H, W, 3)`` uint8 BGR array."""
     size = renderer.layout.canvas
     identity = renderer.identity
     apex_field = displacement_field(plan.bumps, size, plan.amplitude_px)
@@ -214,21 +239,12 @@ def render_clip(renderer: FaceRenderer, plan: ClipPlan) -> np.ndarray:
     profile = plan.profile()
     closure = plan.eyelid_closure()
     rng = np.random.default_rng(plan.noise_seed)
-    sigma = np.float32(identity.noise_sigma)
-    gx, gy = _base_grid(size)
+    grid = base_grid(size)
     out = np.empty((plan.num_frames, size, size, 3), np.uint8)
     for t in range(plan.num_frames):
-        neutral = renderer.neutral(float(closure[t]))
-        jx, jy = plan.jitter[t]
-        if profile[t] > 0:
-            mx, my = inverse_map(apex_field * np.float32(profile[t]), (jx, jy))
-        else:
-            mx, my = gx - np.float32(jx), gy - np.float32(jy)
-        frame = cv2.remap(neutral, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        frame *= light
-        frame += (_noise(rng, (size, size)) * sigma)[..., None]
-        # Saturating conversion with round-half-even, like np.rint + clip.
-        out[t] = cv2.add(frame, (0.0, 0.0, 0.0, 0.0), dtype=cv2.CV_8U)
+        field = apex_field * np.float32(profile[t]) if profile[t] > 0 else None
+        frame = warp_face(renderer.neutral(float(closure[t])), field, plan.jitter[t], grid)
+        out[t] = expose(frame, light, rng, identity.noise_sigma)
     return out
 
 
