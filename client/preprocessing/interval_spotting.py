@@ -45,9 +45,9 @@ import numpy as np
 
 from client.datasets.clip_record import ClipError
 from client.datasets.frames import iter_frames
-from client.preprocessing.alignment import detect_eyes
+from client.preprocessing.alignment import EyePair, detect_eyes
 from client.preprocessing.face_crop import CropBox, apply_crop, crop_box_for_face
-from client.preprocessing.face_detection import FaceDetector, detect_largest_face
+from client.preprocessing.face_detection import FaceBox, FaceDetector, detect_largest_face
 from client.preprocessing.optical_flow import compute_flow
 
 SPOTTING_METHOD = "flow_feature_difference"
@@ -63,7 +63,7 @@ class IntervalSpottingConfig:
     window_seconds: float = 0.16  # k: half the span of the feature difference
     smooth_frames: int = 3  # temporal box average of the crops (odd)
     max_duration_seconds: float = 0.5  # a micro-expression lasts at most 0.5 s
-    threshold_mads: float = 6.0
+    threshold_mads: float = 10.0
     min_separation_seconds: float = 0.5
     neutral_fraction: float = 0.8
     # The eye band left out of the score, as fractions of the crop above and
@@ -71,7 +71,7 @@ class IntervalSpottingConfig:
     eye_band_above: float = 0.06
     eye_band_below: float = 0.12
     # Semi-axes of the face ellipse, as fractions of the crop (centred).
-    face_axes: tuple[float, float] = (0.36, 0.42)
+    face_axes: tuple[float, float] = (0.32, 0.40)
     chunk_seconds: float = 30.0
     margin: float = 0.1  # face box margin, as in preprocessing
 
@@ -121,31 +121,56 @@ class SpottingResult:
         }
 
 
+def _face_with_eyes(frame: np.ndarray, detector: FaceDetector) -> tuple[FaceBox, EyePair | None]:
+    """The largest detected face in which two eyes are found, else the largest face.
+
+    The Haar cascade sometimes also fires on a larger box over the forehead
+    and hair; a box with no eyes in it is not the face to crop.
+    """
+    largest = detect_largest_face(frame, detector)  # raises, naming the frame, if none
+    for face in sorted(detector.detect(frame), key=lambda f: -f.area):
+        eyes = detect_eyes(frame, face)
+        if eyes is not None:
+            return face, eyes
+    return largest, None
+
+
 class _FaceWindow:
-    """The crop box and eye band, fixed on the first frame."""
+    """The crop box, fixed on the first frame, and the face and eye-band masks,
+    which follow the head as it moves inside the crop."""
 
     def __init__(
         self, first: np.ndarray, detector: FaceDetector, config: IntervalSpottingConfig
     ) -> None:
-        face = detect_largest_face(first, detector)
+        face, eyes = _face_with_eyes(first, detector)
         self.box: CropBox = crop_box_for_face(face, config.margin)
         self.face_box = face.as_list()
-        eyes = detect_eyes(first, face)
         self.eyes_found = eyes is not None
         self.eye_y = (
             ((eyes.left[1] + eyes.right[1]) / 2.0 - self.box.y0) / self.box.side
             if eyes is not None
             else DEFAULT_EYE_Y
         )
-        size = config.work_size
-        y, x = (np.mgrid[0:size, 0:size] + 0.5) / size
-        ax, ay = config.face_axes
-        self.face = ((x - 0.5) / ax) ** 2 + ((y - 0.5) / ay) ** 2 <= 1.0
-        self.mask = self.face.copy()  # the face less the eye band: what is scored
-        top = max(int(np.floor((self.eye_y - config.eye_band_above) * size)), 0)
-        bottom = min(int(np.ceil((self.eye_y + config.eye_band_below) * size)), size)
-        self.mask[top:bottom] = False
-        self.size = size
+        self.config = config
+        self.size = config.work_size
+        self._grid = (np.mgrid[0 : self.size, 0 : self.size] + 0.5) / self.size
+        self._masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def masks(self, position: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """(face, scored) masks for the head at ``position`` (work-size px from where it
+        was on the first frame); scored is the face less the eye band."""
+        key = (int(round(2 * position[0])), int(round(2 * position[1])))  # 0.5 px steps
+        if key not in self._masks:
+            dx, dy = key[0] / (2 * self.size), key[1] / (2 * self.size)
+            y, x = self._grid
+            ax, ay = self.config.face_axes
+            face = ((x - 0.5 - dx) / ax) ** 2 + ((y - 0.5 - dy) / ay) ** 2 <= 1.0
+            eye_y = self.eye_y + dy
+            band = (y >= eye_y - self.config.eye_band_above) & (
+                y <= eye_y + self.config.eye_band_below
+            )
+            self._masks[key] = (face, face & ~band)
+        return self._masks[key]
 
     def crop(self, frame: np.ndarray) -> np.ndarray:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
@@ -153,7 +178,13 @@ class _FaceWindow:
 
 
 class _Passes:
-    """The two passes over a window of crops (``crops[0]`` is frame ``first``)."""
+    """The two passes over a window of crops (``crops[0]`` is frame ``first``).
+
+    The head's position in the crop is tracked along the way: the median flow
+    over the face from t to t-k is how far it moved in between, so
+    ``position[t] = position[t-k] - median``, which keeps the face ellipse
+    and eye band on the face after a head move.
+    """
 
     def __init__(
         self, window: _FaceWindow, config: IntervalSpottingConfig, fps: float, flow: str
@@ -161,28 +192,41 @@ class _Passes:
         self.window, self.config, self.flow = window, config, flow
         self.k = config.frames(config.window_seconds, fps)
         self.reach = config.frames(config.max_duration_seconds, fps)
+        self.positions: dict[int, tuple[float, float]] = {}
 
-    def _motion(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Flow a -> b less its median over the face (the rigid head motion)."""
+    def position(self, t: int) -> tuple[float, float]:
+        return self.positions.get(t, (0.0, 0.0))
+
+    def _motion(self, a: np.ndarray, b: np.ndarray, face: np.ndarray) -> np.ndarray:
+        """Flow a -> b and its median over the face (the rigid head motion)."""
         flow = compute_flow(a, b, self.flow)
-        return flow - np.median(flow[self.window.face], axis=0)
+        return flow, np.median(flow[face], axis=0)
 
-    def _level(self, flow: np.ndarray) -> float:
+    def _level(self, flow: np.ndarray, scored: np.ndarray) -> float:
         magnitude = np.hypot(flow[..., 0], flow[..., 1])
-        return float(np.percentile(magnitude[self.window.mask], self.config.percentile))
+        return float(np.percentile(magnitude[scored], self.config.percentile))
 
     def score(self, crops: list[np.ndarray], first: int, t: int) -> float:
         """Feature difference at frame t (needs frames t-k .. t+k)."""
-        j = t - first
-        back = self._motion(crops[j], crops[j - self.k])
-        ahead = self._motion(crops[j], crops[j + self.k])
-        return self._level((back + ahead) / 2.0)
+        j, k = t - first, self.k
+        earlier = self.position(t - k)
+        back, shift = self._motion(crops[j], crops[j - k], self.window.masks(earlier)[0])
+        here = (earlier[0] - float(shift[0]), earlier[1] - float(shift[1]))
+        self.positions[t] = here
+        self.positions.pop(t - 2 * self.reach - k, None)  # no later pass needs it
+        face, scored = self.window.masks(here)
+        ahead, ahead_shift = self._motion(crops[j], crops[j + k], face)
+        return self._level(((back - shift) + (ahead - ahead_shift)) / 2.0, scored)
 
     def interval(self, crops: list[np.ndarray], first: int, apex: int) -> tuple[int, int]:
         """Onset and offset around ``apex`` from the motion of each frame relative to it."""
         j = apex - first
+        face, scored = self.window.masks(self.position(apex))
         lo, hi = max(j - self.reach, 0), min(j + self.reach, len(crops) - 1)
-        motion = {s: self._level(self._motion(crops[j], crops[s])) for s in range(lo, hi + 1)}
+        motion = {}
+        for s in range(lo, hi + 1):
+            flow, shift = self._motion(crops[j], crops[s], face)
+            motion[s] = self._level(flow - shift, scored)
         onset = offset = j
         if lo < j:
             level = self.config.neutral_fraction * max(motion[s] for s in range(lo, j))

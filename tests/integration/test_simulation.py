@@ -229,3 +229,46 @@ def test_predict_refuses_preprocessing_the_model_was_not_trained_with(simulated_
     assert proc.returncode == 2
     assert "trained with flow_method='dis', not 'farneback'" in proc.stderr
     assert "preprocessing.json" in proc.stderr
+
+
+def test_predict_spots_and_classifies_the_intervals_of_a_long_video(simulated_run, tmp_path):
+    import csv
+
+    out, _, _ = simulated_run
+    video = tmp_path / "long.avi"
+    made = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "long-video", str(video), "--seconds", "7",
+         "--num-expressions", "3", "--min-gap-seconds", "1", "--num-head-moves", "2",
+         "--seed", "11"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    truth = video.with_suffix(".intervals.csv")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "predict", str(video), "--model", str(out), "--spot",
+         "--truth", str(truth), "--out", str(tmp_path / "intervals.csv")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TP 3, spotted 3, ground truth 3" in proc.stdout and "F1 1.000" in proc.stdout
+    with open(tmp_path / "intervals.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(truth) as handle:
+        planted = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    for row, plant in zip(rows, planted):
+        assert abs(int(row["apex"]) - int(plant["apex"])) <= 3
+        assert row["predicted"] in {"negative", "positive", "surprise"}
+        total = sum(float(row[f"p_{c}"]) for c in ("negative", "positive", "surprise"))
+        assert total == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / "intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"\x00" * 1000)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "predict", str(broken), "--model", str(out),
+         "--spot", "--fps", "50", "--out", str(tmp_path / "b.csv")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1 and str(broken) in proc.stderr
+    assert "cannot open video" in proc.stderr
