@@ -22,6 +22,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     p.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/report.html)")
+    p.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help="also render the page in headless Chromium/Chrome and save a screenshot",
+    )
     p.set_defaults(handler=run)
 
 
@@ -34,4 +40,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"fedmer report: {exc}", file=sys.stderr)
         return 2
     print(f"[fedmer] report: {path}")
+    if args.screenshot:
+        from fedmer.browser_screenshot import BrowserNotFound, screenshot
+
+        try:
+            shot = screenshot(path, args.screenshot)
+        except (BrowserNotFound, RuntimeError, OSError) as exc:
+            print(f"fedmer report: screenshot: {exc}", file=sys.stderr)
+            return 1
+        print(f"[fedmer] screenshot: {shot}")
     return 0

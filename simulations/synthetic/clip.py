@@ -76,13 +76,7 @@ class ClipPlan:
         """Movement intensity per frame: 0 until onset, raised-cosine rise to
         1 at apex, raised-cosine fall back to 0 at offset."""
         t = np.arange(self.num_frames, dtype=np.float64)
-        rise = 0.5 - 0.5 * np.cos(
-            np.pi * np.clip((t - self.onset) / (self.apex - self.onset), 0, 1)
-        )
-        fall = 0.5 + 0.5 * np.cos(
-            np.pi * np.clip((t - self.apex) / (self.offset - self.apex), 0, 1)
-        )
-        return np.where(t <= self.apex, rise, fall)
+        return movement_profile(t, self.onset, self.apex, self.offset)
 
     def eyelid_closure(self) -> np.ndarray:
         t = np.arange(self.num_frames, dtype=np.float64)
@@ -90,6 +84,14 @@ class ClipPlan:
         for b in self.blinks:
             c = np.maximum(c, b.closure(t))
         return c
+
+
+def movement_profile(t: np.ndarray, onset: int, apex: int, offset: int) -> np.ndarray:
+    """Intensity at frames ``t``: 0 until onset, raised-cosine rise to 1 at apex,
+    raised-cosine fall back to 0 at offset."""
+    rise = 0.5 - 0.5 * np.cos(np.pi * np.clip((t - onset) / (apex - onset), 0, 1))
+    fall = 0.5 + 0.5 * np.cos(np.pi * np.clip((t - apex) / (offset - apex), 0, 1))
+    return np.where(t <= apex, rise, fall)
 
 
 def _frames(seconds: float, fps: int) -> int:

@@ -40,6 +40,7 @@ from .clip import (
     Blink,
     base_grid,
     expose,
+    movement_profile,
     warp_face,
 )
 from .face_render import FaceRenderer, lighting_field
@@ -258,7 +259,7 @@ def render_long_video(renderer: FaceRenderer, plan: LongVideoPlan) -> Iterator[n
     fields = [
         displacement_field(b, size, e.amplitude_px) for e, b in zip(plan.expressions, plan.bumps)
     ]
-    profiles = [_profile(e, t) for e in plan.expressions]
+    profiles = [movement_profile(t, e.onset, e.apex, e.offset) for e in plan.expressions]
     for i in range(spec.num_frames):
         field = None
         for apex_field, profile in zip(fields, profiles):
@@ -268,12 +269,6 @@ def render_long_video(renderer: FaceRenderer, plan: LongVideoPlan) -> Iterator[n
         face = warp_face(renderer.neutral(float(closure[i])), field, shift, grid)
         frame = cv2.copyMakeBorder(face, 0, 0, pad, pad + extra, cv2.BORDER_REFLECT_101)
         yield expose(frame, light, rng, renderer.identity.noise_sigma)
-
-
-def _profile(e: PlantedExpression, t: np.ndarray) -> np.ndarray:
-    rise = 0.5 - 0.5 * np.cos(np.pi * np.clip((t - e.onset) / (e.apex - e.onset), 0, 1))
-    fall = 0.5 + 0.5 * np.cos(np.pi * np.clip((t - e.apex) / (e.offset - e.apex), 0, 1))
-    return np.where(t <= e.apex, rise, fall)
 
 
 def write_intervals_csv(path: Path, expressions: tuple[PlantedExpression, ...]) -> Path:

@@ -272,3 +272,43 @@ def test_predict_spots_and_classifies_the_intervals_of_a_long_video(simulated_ru
     )  # fmt: skip
     assert proc.returncode == 1 and str(broken) in proc.stderr
     assert "cannot open video" in proc.stderr
+
+
+def _browser_or_none():
+    from fedmer.browser_screenshot import BrowserNotFound, find_browser
+
+    try:
+        return find_browser()
+    except BrowserNotFound:
+        return None
+
+
+@pytest.mark.skipif(
+    _browser_or_none() is None, reason="no headless Chromium/Chrome here (docs/edge.md)"
+)
+def test_the_report_renders_with_its_plots_in_a_headless_browser(simulated_run, tmp_path):
+    import cv2
+
+    out, _, _ = simulated_run
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "report", str(out), "--screenshot", str(shot)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    image = cv2.imread(str(shot)).astype(int)
+    # The plots' blue lines, bars and confusion cells: strongly blue pixels, which the
+    # page's text and tables (black on white) never have.
+    blue = (image[..., 0] - image[..., 2] > 60).sum()
+    assert blue > 5000, f"only {blue} plot pixels rendered"
+
+
+def test_a_missing_browser_is_named(simulated_run, tmp_path):
+    out, _, _ = simulated_run
+    env = dict(os.environ, FEDMER_BROWSER="no-such-browser-here")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "report", str(out), "--screenshot",
+         str(tmp_path / "r.png")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "FEDMER_BROWSER='no-such-browser-here'" in proc.stderr
