@@ -61,6 +61,7 @@ from common.wire import (
     LegacyTrainReply,
     TrainInstruction,
     TrainReply,
+    round_nonce_of,
     server_round_of,
 )
 
@@ -95,7 +96,16 @@ def train(msg: Message, context: Context) -> Message:
     model.load_state_dict(
         {k: torch.from_numpy(v.copy()) for k, v in request.named_arrays(names).items()}
     )
-    ctx = RoundContext(data, node, cfg, state, str(context.run_id), request.server_round)
+    ctx = RoundContext(
+        data,
+        node,
+        cfg,
+        state,
+        str(context.run_id),
+        request.server_round,
+        nonce=request.nonce,
+        bind_update=not request.legacy,
+    )
     share = None
     if request.legacy and request.client_noise_multiplier > 0:
         share_or_refused = _noise_share(context, ctx, request, model)
@@ -155,7 +165,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
     cm = confusion_matrix(data.labels, predict(model, data.features), len(COMPOSITE_CLASSES))
-    ctx = RoundContext(data, node, cfg, state, str(context.run_id), server_round)
+    ctx = RoundContext(
+        data, node, cfg, state, str(context.run_id), server_round, round_nonce_of(msg.content)
+    )
     released = release_confusion(cm, ctx)
     if isinstance(released, Refused):
         return _refuse_evaluation(msg, data.device_id, released.refusal, released.ledger_entry)

@@ -21,7 +21,7 @@ from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
 from client.training_round import Refused, RoundContext, refuse_and_record, spent_so_far
 from common.privacy.dp_plan import DPPlan
 from common.privacy.ledger import encode_entry
-from common.wire import EvaluateReply
+from common.wire import EvaluateReply, counts_digest
 
 GAUSSIAN_COUNTS = "gaussian-counts"
 _SECURE = secrets.SystemRandom()
@@ -47,10 +47,8 @@ def release_confusion(confusion: np.ndarray, ctx: RoundContext) -> EvaluateReply
     noised = tuple(
         tuple(float(count) + _SECURE.gauss(0.0, terms.sigma) for count in row) for row in confusion
     )
-    entry = ctx.state.ledger.append(
-        run_id=ctx.run_id,
-        round=ctx.server_round,
-        device_id=ctx.data.device_id,
+    entry = ctx.record(
+        update_hash=counts_digest(noised),
         mechanism=GAUSSIAN_COUNTS,
         sigma=terms.sigma,
         q=1.0,

@@ -11,6 +11,7 @@ example count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -24,7 +25,7 @@ from common.privacy.accounting import epsilon_prv, epsilon_rdp
 from common.privacy.dp_plan import DPPlan, steps_per_epoch
 from common.privacy.ledger import encode_entry
 from common.run_config import RunConfig
-from common.wire import TrainMetrics
+from common.wire import TrainMetrics, arrays_digest
 
 DP_SGD = "dp-sgd"
 
@@ -39,6 +40,26 @@ class RoundContext:
     state: DevicePrivacyState
     run_id: str
     server_round: int
+    nonce: str = ""  # the coordinator's for this round, signed into every entry
+    # Whether the reply's payload is bound by its hash: not under SecAgg+, where
+    # what leaves is masked and the coordinator never sees the update itself.
+    bind_update: bool = True
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """Sign and append one ledger entry for this run, round and device."""
+        return self.state.ledger.append(
+            run_id=self.run_id,
+            nonce=self.nonce,
+            round=self.server_round,
+            device_id=self.data.device_id,
+            **fields,
+        )
+
+    def model_digest(self, model: nn.Module) -> str:
+        """The hash of the model the reply will carry ("" when it is not bound)."""
+        if not self.bind_update:
+            return ""
+        return arrays_digest({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
 
 
 @dataclass(frozen=True)
@@ -89,10 +110,8 @@ def _private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, s
         seed=seed,
     )
     # fsynced before the reply leaves: an acknowledged spend is never lost.
-    entry = ctx.state.ledger.append(
-        run_id=ctx.run_id,
-        round=ctx.server_round,
-        device_id=data.device_id,
+    entry = ctx.record(
+        update_hash=ctx.model_digest(model),
         mechanism=DP_SGD,
         sigma=terms.sigma,
         q=plan.sample_rate,
@@ -127,10 +146,8 @@ def _non_private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetric
     schedule = LocalSchedule(cfg.local_epochs, cfg.batch_size, cfg.learning_rate)
     train_plain(model, data.features, data.labels, schedule, seed)
     steps = cfg.local_epochs * steps_per_epoch(len(data), cfg.batch_size)
-    entry = ctx.state.ledger.append(
-        run_id=ctx.run_id,
-        round=ctx.server_round,
-        device_id=data.device_id,
+    entry = ctx.record(
+        update_hash=ctx.model_digest(model),
         mechanism="none",
         sigma=0.0,
         q=1.0,
@@ -170,10 +187,7 @@ def refuse_and_record(
     budget: float = 0.0,
 ) -> Refused:
     """Sign the refusal into the ledger, then hand it back for the reply."""
-    entry = ctx.state.ledger.append(
-        run_id=ctx.run_id,
-        round=ctx.server_round,
-        device_id=ctx.data.device_id,
+    entry = ctx.record(
         mechanism=mechanism,
         sigma=sigma,
         q=q,

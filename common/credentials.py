@@ -42,6 +42,7 @@ CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
 # flwr's own examples authenticate SuperNodes with P-384 keys.
 AUTH_CURVE = ec.SECP384R1()
+AUTH_KEY_FILE, AUTH_PUBLIC_KEY_FILE = "auth_key", "auth_key.pub"
 
 
 class CredentialExistsError(FileExistsError):
@@ -182,8 +183,8 @@ def device_key_paths(out_dir: Path, device_id: str) -> DeviceKeyPaths:
     d = Path(out_dir) / device_id
     return DeviceKeyPaths(
         device_id=device_id,
-        auth_private_key=d / "auth_key",
-        auth_public_key=d / "auth_key.pub",
+        auth_private_key=d / AUTH_KEY_FILE,
+        auth_public_key=d / AUTH_PUBLIC_KEY_FILE,
         ledger_private_key=d / "device_ed25519.pem",
         ledger_public_key=d / "device_ed25519.pub.pem",
     )
@@ -219,24 +220,7 @@ def create_device_keys(
         overwrite,
     )
     for keys in all_paths:
-        auth = ec.generate_private_key(AUTH_CURVE)
-        _write(
-            keys.auth_private_key,
-            auth.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.OpenSSH,
-                serialization.NoEncryption(),
-            ),
-            PRIVATE_MODE,
-        )
-        _write(
-            keys.auth_public_key,
-            auth.public_key().public_bytes(
-                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-            )
-            + f" {keys.device_id}\n".encode(),
-            PUBLIC_MODE,
-        )
+        create_auth_key_pair(keys.auth_private_key.parent, keys.device_id)
         ledger = ed25519.Ed25519PrivateKey.generate()
         _write(keys.ledger_private_key, _pem_private(ledger), PRIVATE_MODE)
         _write(
@@ -247,6 +231,31 @@ def create_device_keys(
             PUBLIC_MODE,
         )
     return all_paths
+
+
+def create_auth_key_pair(folder: Path, device_id: str) -> tuple[Path, Path]:
+    """The SuperNode authentication key pair (EC P-384, OpenSSH) in ``folder``:
+    ``auth_key`` (0600) and ``auth_key.pub`` (commented with the device id)."""
+    private, public = Path(folder) / AUTH_KEY_FILE, Path(folder) / AUTH_PUBLIC_KEY_FILE
+    auth = ec.generate_private_key(AUTH_CURVE)
+    _write(
+        private,
+        auth.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ),
+        PRIVATE_MODE,
+    )
+    _write(
+        public,
+        auth.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        + f" {device_id}\n".encode(),
+        PUBLIC_MODE,
+    )
+    return private, public
 
 
 def load_auth_private_key(path: Path) -> ec.EllipticCurvePrivateKey:

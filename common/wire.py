@@ -25,8 +25,9 @@ device's own log).
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -45,6 +46,8 @@ ARRAYS, METRICS, INFO, CONFIG = "arrays", "metrics", "info", "config"
 DEVICE_ID, LEDGER_ENTRY, DECLINED = "device-id", "ledger-entry", "declined"
 NOISE_STD = "noise-std"
 SERVER_ROUND = "server-round"
+# The coordinator's random per-round nonce, which the device signs into its entry.
+ROUND_NONCE = "round-nonce"
 # SecAgg+ only: the client-level noise multiplier whose share each device adds.
 CLIENT_NOISE_MULTIPLIER = "client-noise-multiplier"
 
@@ -66,6 +69,7 @@ class TrainInstruction:
     arrays: ArrayRecord
     legacy: bool = False  # SecAgg+ (legacy fit records)
     client_noise_multiplier: float = 0.0  # SecAgg+: z of the devices' distributed noise
+    nonce: str = ""
 
     @classmethod
     def from_record(cls, content: RecordDict) -> TrainInstruction:
@@ -77,10 +81,13 @@ class TrainInstruction:
                 content.array_records[LEGACY_FIT_IN],
                 True,
                 _as_float(z, CLIENT_NOISE_MULTIPLIER),
+                str(config.get(ROUND_NONCE, "")),
             )
         if ARRAYS not in content.array_records:
             raise WireError(f"a train message must carry {ARRAYS!r}")
-        return cls(server_round_of(content), content.array_records[ARRAYS])
+        return cls(
+            server_round_of(content), content.array_records[ARRAYS], nonce=round_nonce_of(content)
+        )
 
     def global_ndarrays(self) -> list[np.ndarray]:
         return [self.arrays[key].numpy() for key in self.arrays.keys()]
@@ -90,6 +97,29 @@ class TrainInstruction:
         if not self.legacy:
             return OrderedDict((k, self.arrays[k].numpy()) for k in self.arrays.keys())
         return OrderedDict(zip(names, self.global_ndarrays(), strict=True))
+
+
+def round_nonce_of(content: RecordDict) -> str:
+    """The coordinator's nonce for the round of a Message-API instruction ("" if none)."""
+    config = content.config_records.get(CONFIG)
+    return str(config.get(ROUND_NONCE, "")) if config is not None else ""
+
+
+def arrays_digest(named: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (names, dtypes, shapes, bytes, in order): what a
+    device's ledger entry binds and what the coordinator recomputes on receipt."""
+    digest = hashlib.sha256()
+    for name, array in named.items():
+        a = np.ascontiguousarray(array)
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def counts_digest(counts: Sequence[Sequence[float]]) -> str:
+    """SHA-256 of released counts (floats in their shortest round-trip form)."""
+    text = ";".join(",".join(repr(float(x)) for x in row) for row in counts)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def server_round_of(content: RecordDict) -> int:

@@ -1,10 +1,16 @@
 """``fedmer audit``: verify privacy ledgers, or run the empirical privacy audit.
 
 ``fedmer audit LEDGER...`` checks each ledger's hash chain and Ed25519
-signatures, recomputes every epsilon with dp-accounting (RDP and PLD),
-prints per-device and global budgets, and writes a Markdown report with
-epsilon-vs-round plots. It exits with status 1 if anything fails, naming the
-entry. A directory argument means every ``*.jsonl`` below it.
+signatures against the operator's key registry, recomputes every epsilon with
+dp-accounting (RDP and PLD), holds every entry to its budget and to
+``--max-delta``, checks the ledgers against the coordinator's signed run
+manifest (truncation, replay, missing devices, nonces), prints per-device and
+global budgets, and writes a Markdown report with epsilon-vs-round plots. It
+exits with status 1 if anything fails, naming the entry or the device. A
+directory argument means every ``*.jsonl`` below it; its ``manifest.json`` is
+the manifest, and ``registry.json`` beside the folder the registry, unless
+given. Without a registry pinned by ``--operator-key``, or without a manifest,
+the audit says what it cannot detect and fails unless ``--partial``.
 
 ``fedmer audit --empirical`` trains with canaries (one-run audit of Steinke,
 Nasr & Jagielski, 2023) at the claimed epsilon and without DP, and reports
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -50,12 +57,23 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=10,
         help="k for the sample-to-subject group-privacy conversion (default 10)",
     )
+    p.add_argument("--registry", type=Path, help="the operator's signed key registry")
     p.add_argument(
-        "--trusted-key",
-        action="append",
-        default=[],
-        metavar="DEVICE=BASE64",
-        help="pin a device's Ed25519 public key (else the chain's first entry pins it)",
+        "--operator-key",
+        metavar="BASE64",
+        help="the operator's public key, obtained out of band: the registry must be signed by it",
+    )
+    p.add_argument("--manifest", type=Path, help="the coordinator's signed run manifest")
+    p.add_argument(
+        "--max-delta",
+        type=float,
+        default=None,
+        help="fail any entry whose delta is larger (default 1e-4)",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="accept an audit without registry or manifest (what it cannot detect is printed)",
     )
     p.add_argument(
         "--empirical",
@@ -79,23 +97,65 @@ def run(args: argparse.Namespace) -> int:
         print("fedmer audit: give at least one LEDGER (or --empirical)")
         return 2
     from common.privacy.audit_report import budget_lines, write_report
-    from common.privacy.ledger_audit import DEFAULT_RTOL, audit_chain
+    from common.privacy.ledger_audit import DEFAULT_MAX_DELTA, DEFAULT_RTOL, audit_chain
+    from common.privacy.manifest_audit import manifest_problems, missing_inputs
 
     rtol = args.rtol if args.rtol is not None else DEFAULT_RTOL
-    trusted = dict(item.split("=", 1) for item in args.trusted_key)
+    max_delta = args.max_delta if args.max_delta is not None else DEFAULT_MAX_DELTA
     paths = _ledger_files(args.ledgers)
     if not paths:
         print("fedmer audit: no ledger files found")
         return 2
-    audits = [audit_chain(p, rtol, trusted) for p in paths]
+    try:
+        registry, manifest, root, gaps = _trust_inputs(args)
+    except ValueError as exc:
+        print(f"FAILED {exc}")
+        return 1
+    audits = [audit_chain(p, rtol, registry, max_delta) for p in paths]
     for line in budget_lines(audits):
         print(line)
-    report = write_report(audits, args.report, args.clips_per_subject, rtol)
-    failures = [f for a in audits for f in a.failures]
+    run_failures = manifest_problems(manifest, root, paths) if manifest is not None else []
+    gaps += missing_inputs(registry, manifest)
+    report = write_report(audits, args.report, args.clips_per_subject, rtol, run_failures, gaps)
+    failures = [f for a in audits for f in a.failures] + run_failures
     for failure in failures:
         print(f"FAILED {failure}")
+    for gap in gaps:
+        print(f"{'NOTE' if args.partial else 'FAILED'} cannot check: {gap}")
     print(f"report: {report}")
-    return 1 if failures else 0
+    return 1 if failures or (gaps and not args.partial) else 0
+
+
+def _trust_inputs(args: argparse.Namespace) -> tuple[Any, Any, Path, list[str]]:
+    """The registry, the manifest and the ledger root to check against (defaults from
+    the folder given), and what cannot be checked; ValueError when a given one fails."""
+    from common.privacy.key_registry import KeyRegistry
+    from common.privacy.manifest_audit import MANIFEST_FILE, read_manifest
+    from common.privacy.signed_document import DocumentError
+
+    folder = next((p for p in args.ledgers if p.is_dir()), None)
+    manifest_path = args.manifest or (folder / MANIFEST_FILE if folder else None)
+    registry_path = args.registry or (folder.parent / "registry.json" if folder else None)
+    gaps: list[str] = []
+    registry = manifest = None
+    try:
+        if registry_path is not None and registry_path.is_file():
+            registry = KeyRegistry.read(registry_path, args.operator_key)
+            if args.operator_key is None:
+                gaps.append(
+                    f"the registry {registry_path} is signed by {registry.operator_public_key}, "
+                    "but no --operator-key says that is the operator's key"
+                )
+        elif args.registry is not None:
+            raise ValueError(f"{args.registry}: no such registry")
+        if manifest_path is not None and manifest_path.is_file():
+            manifest = read_manifest(manifest_path, registry)
+        elif args.manifest is not None:
+            raise ValueError(f"{args.manifest}: no such manifest")
+    except DocumentError as exc:
+        raise ValueError(str(exc)) from None
+    root = manifest_path.parent if manifest_path is not None else Path(".")
+    return registry, manifest, root, gaps
 
 
 def _ledger_files(inputs: list[Path]) -> list[Path]:

@@ -10,12 +10,13 @@ from fedmer import (
     audit_command,
     certs_command,
     compare_command,
+    enrol_command,
     evaluate_command,
     export_command,
-    keys_command,
     long_video_command,
     predict_command,
     prepare_command,
+    registry_command,
     report_command,
     simulate_command,
 )
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_command.register(commands)
     report_command.register(commands)
     certs_command.register(commands)
-    keys_command.register(commands)
+    enrol_command.register(commands)
+    registry_command.register(commands)
     return parser
 
 

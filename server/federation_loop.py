@@ -16,6 +16,7 @@ crash never loses a completed round.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,15 +30,19 @@ from flwr.serverapp.strategy import Strategy
 from common.privacy.client_level import sum_updates
 from common.wire import (
     ARRAYS,
+    ROUND_NONCE,
     Decline,
     EvaluateReply,
     WireError,
+    arrays_digest,
+    counts_digest,
     legacy_metrics,
     parse_reply,
     parse_train_reply,
 )
 from server.census import Census, NodeSubsetGrid, take_census
 from server.client_level_dp import ClientLevelDP
+from server.entry_binding import binding_problem
 from server.held_out_evaluation import held_out_metrics
 from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
@@ -88,6 +93,18 @@ class FederationSettings:
     max_update_norm: float = 0.0
 
 
+@dataclass(frozen=True)
+class RoundTurn:
+    """The run, the round and the coordinator's nonce for it."""
+
+    run_id: str
+    round: int
+    nonce: str
+
+    def config(self) -> ConfigRecord:
+        return ConfigRecord({ROUND_NONCE: self.nonce})
+
+
 @dataclass
 class PrivacyControls:
     """Everything privacy-related the loop applies each round."""
@@ -117,18 +134,20 @@ def run_rounds(
         started = time.monotonic()
         privacy.client_dp.check_budget(server_round)
         census = take_census(grid, settings.timeout, census)
+        # Fresh OS entropy: a device's entry for this round cannot exist before it.
+        turn = RoundTurn(str(privacy.context.run_id), server_round, secrets.token_hex(16))
+        privacy.ledger.start_round(server_round, turn.nonce)
         if privacy.secagg is not None:
-            outcome = _secure_train_round(grid, arrays, census, server_round, tracker, privacy)
+            outcome = _secure_train_round(grid, arrays, census, turn, tracker, privacy)
         else:
-            outcome = _train_round(
-                grid, strategy, arrays, census, server_round, settings, tracker, privacy
-            )
+            outcome = _train_round(grid, strategy, arrays, census, turn, settings, tracker, privacy)
         arrays = outcome.arrays
         outcome.metrics = _evaluate_round(
-            grid, strategy, arrays, census, server_round, settings, privacy.ledger
+            grid, strategy, arrays, census, turn, settings, privacy.ledger
         )
         outcome.epsilon = tracker.worst_epsilon()
         outcome.seconds = time.monotonic() - started
+        privacy.ledger.write_manifest(turn.run_id)
         on_round(outcome, census)
     return arrays
 
@@ -138,13 +157,14 @@ def _train_round(
     strategy: Strategy,
     arrays: ArrayRecord,
     census: Census,
-    server_round: int,
+    turn: RoundTurn,
     settings: FederationSettings,
     tracker: PrivacyTracker,
     privacy: PrivacyControls,
 ) -> RoundOutcome:
+    server_round = turn.round
     train_grid = NodeSubsetGrid(grid, census.nodes_with_role("train"))
-    messages = strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid)
+    messages = strategy.configure_train(server_round, arrays, turn.config(), train_grid)
     replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     usable: list[Message] = []
@@ -163,7 +183,12 @@ def _train_round(
             outcome.failed[device] = f"reply outside the wire schema: {exc}"
             log.warning("round %d: device %s: %s", server_round, device, exc)
             continue
-        _keep_ledger_entry(privacy.ledger, device, answer.ledger_entry)
+        payload = None if isinstance(answer, Decline) else arrays_digest(array_map(answer.arrays))
+        problem = _keep_bound_entry(privacy.ledger, device, answer.ledger_entry, turn, payload)
+        if problem:
+            outcome.failed[device] = problem
+            log.warning("round %d: device %s: %s", server_round, device, problem)
+            continue
         if isinstance(answer, Decline):
             outcome.declined[device] = answer.reason
             log.warning("round %d: device %s declined: %s", server_round, device, answer.reason)
@@ -213,11 +238,12 @@ def _secure_train_round(
     grid: Grid,
     arrays: ArrayRecord,
     census: Census,
-    server_round: int,
+    turn: RoundTurn,
     tracker: PrivacyTracker,
     privacy: PrivacyControls,
 ) -> RoundOutcome:
     assert privacy.secagg is not None
+    server_round = turn.round
     result = secure_round(
         grid,
         privacy.context,
@@ -226,6 +252,7 @@ def _secure_train_round(
         server_round,
         privacy.secagg,
         privacy.client_dp.noise_multiplier,
+        turn.nonce,
     )
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     for node_id in result.dropped:
@@ -239,7 +266,11 @@ def _secure_train_round(
         except WireError as exc:
             outcome.failed[device] = f"reply outside the wire schema: {exc}"
             continue
-        _keep_ledger_entry(privacy.ledger, device, ledger_entry)
+        # The masked update is not visible here: the entry is bound by run, round, nonce.
+        problem = _keep_bound_entry(privacy.ledger, device, ledger_entry, turn, None)
+        if problem:
+            outcome.failed[device] = problem
+            continue
         tracker.record(device, server_round, metrics)
         outcome.trained.append(device)
     if result.mean_update is None:
@@ -258,10 +289,17 @@ def _secure_train_round(
     return outcome
 
 
-def _keep_ledger_entry(ledger: ServerLedger, device: str, line: str) -> None:
-    """Keep the signed ledger entry a device sent (train or refusal), verbatim."""
-    if line:
+def _keep_bound_entry(
+    ledger: ServerLedger, device: str, line: str, turn: RoundTurn, payload_hash: str | None
+) -> str | None:
+    """Keep the signed entry a device sent, verbatim, if it accounts for this reply;
+    else return why not (and keep nothing)."""
+    if not line:
+        return None
+    problem = binding_problem(line, turn.run_id, turn.round, turn.nonce, payload_hash)
+    if problem is None:
         ledger.keep_device_entry(device, line)
+    return problem
 
 
 def _evaluate_round(
@@ -269,17 +307,18 @@ def _evaluate_round(
     strategy: Strategy,
     arrays: ArrayRecord,
     census: Census,
-    server_round: int,
+    turn: RoundTurn,
     settings: FederationSettings,
     ledger: ServerLedger,
 ) -> dict[str, Any]:
+    server_round = turn.round
     heldout = census.nodes_with_role("heldout")
     if not heldout:
         # Nothing to ask; Flower's strategies would wait for nodes forever.
         log.warning("round %d: no held-out device; nothing evaluated", server_round)
         return {**held_out_metrics([], settings.num_classes), "declined": {}}
     eval_grid = NodeSubsetGrid(grid, heldout)
-    messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), eval_grid)
+    messages = strategy.configure_evaluate(server_round, arrays, turn.config(), eval_grid)
     replies = grid.send_and_receive(messages, timeout=settings.timeout)
     records, declined = [], {}
     for reply in replies:
@@ -297,15 +336,20 @@ def _evaluate_round(
         except WireError as exc:
             log.warning("round %d: held-out reply outside the wire schema: %s", server_round, exc)
             continue
+        if not isinstance(answer, (Decline, EvaluateReply)):
+            log.warning("round %d: held-out device %s: not an evaluate reply", server_round, device)
+            continue
+        payload = None if isinstance(answer, Decline) else counts_digest(answer.confusion)
+        problem = _keep_bound_entry(ledger, device, answer.ledger_entry, turn, payload)
+        if problem:
+            log.warning("round %d: held-out device %s: %s", server_round, device, problem)
+            continue
         if isinstance(answer, Decline):
             declined[device] = answer.reason
-            _keep_ledger_entry(ledger, device, answer.ledger_entry)
             log.warning(
                 "round %d: held-out device %s declined: %s", server_round, device, answer.reason
             )
             continue
-        assert isinstance(answer, EvaluateReply)
-        _keep_ledger_entry(ledger, device, answer.ledger_entry)
         records.append(answer)
     metrics = held_out_metrics(records, settings.num_classes)
     metrics["declined"] = declined

@@ -1,40 +1,87 @@
-"""The server's side of the privacy ledger.
+"""The server's side of the privacy ledger, and the signed run manifest.
 
-Two kinds of file under ``<run>/ledger/``:
+Under ``<run>/ledger/``:
 
-* ``server.jsonl``: the server's own chain, signed with the server's key:
-  one ``release`` entry per client-level DP-FedAvg aggregate;
+* ``server.jsonl``: the coordinator's own chain, signed with its key: one
+  ``release`` entry per client-level DP-FedAvg aggregate;
 * ``devices/<device-id>.jsonl``: verbatim copies of the signed entries each
-  device sent with its replies (``train`` and ``refused``), so an auditor can
-  verify every device's chain and signatures without access to the device.
+  device sent with its replies, so an auditor can verify every device's chain
+  and signatures without access to the device;
+* ``manifest.json``: rewritten, signed, after every round: the run id, every
+  round's nonce, and for each device the head of its chain as the coordinator
+  received it (seq and hash: the receipt). Against it an auditor detects a
+  truncated, replaced, replayed or missing chain.
 
-A resumed run (same run folder) continues all chains where they stopped.
+The coordinator's signing key is **not** in the run folder, which is handed to
+auditors: it lives at ``$FEDMER_COORDINATOR_KEY`` or, by default,
+``$XDG_CONFIG_HOME/fedmer/coordinator_ed25519.pem`` (``~/.config``), created
+(0600) on first use. Its public key goes into the operator's key registry.
+
+A resumed run (same run folder) continues all chains and the manifest where
+they stopped.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
-from common.privacy.ledger import FileLines, Ledger, append_verbatim, load_or_create_key
+from common.atomic_io import write_json_atomic
+from common.privacy.ledger import (
+    FileLines,
+    Ledger,
+    append_verbatim,
+    decode_entry,
+    entry_hash,
+    load_or_create_key,
+    public_key_b64,
+)
+from common.privacy.manifest_audit import MANIFEST_FILE, MANIFEST_FORMAT
+from common.privacy.signed_document import sign_document
 
 LEDGER_DIR = "ledger"
 SERVER_LEDGER = "server.jsonl"
 DEVICE_LEDGERS = "devices"
-SERVER_KEY = "server_ed25519.pem"
+COORDINATOR_KEY_ENV = "FEDMER_COORDINATOR_KEY"
+
+
+def coordinator_key_path() -> Path:
+    """Where the coordinator's Ed25519 signing key lives (outside every run folder)."""
+    override = os.environ.get(COORDINATOR_KEY_ENV)
+    if override:
+        return Path(override)
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "fedmer" / "coordinator_ed25519.pem"
 
 
 class ServerLedger:
-    def __init__(self, out_dir: Path) -> None:
-        self.root = out_dir / LEDGER_DIR
-        self.chain = Ledger(
-            FileLines(self.root / SERVER_LEDGER), load_or_create_key(self.root / SERVER_KEY)
-        )
+    def __init__(self, out_dir: Path, key_path: Path | None = None) -> None:
+        self.root = Path(out_dir) / LEDGER_DIR
+        key_path = Path(key_path or coordinator_key_path())
+        if self.root.resolve() in key_path.resolve().parents:
+            raise ValueError(f"{key_path}: the coordinator's key must not live in the run folder")
+        self._key = load_or_create_key(key_path)
+        self.chain = Ledger(FileLines(self.root / SERVER_LEDGER), self._key)
+        self._rounds: dict[int, str] = {}
+        self._heads: dict[str, dict[str, Any]] = {}
+        self._resume()
+
+    @property
+    def public_key(self) -> str:
+        return public_key_b64(self._key)
+
+    def start_round(self, server_round: int, nonce: str) -> None:
+        self._rounds[server_round] = nonce
 
     def keep_device_entry(self, device_id: str, line: str) -> dict[str, Any]:
-        """Store a device's signed entry exactly as received."""
-        return append_verbatim(self.device_path(device_id), line)
+        """Store a device's signed entry exactly as received, and receipt its new head."""
+        path = self.device_path(device_id)
+        entry = append_verbatim(path, line)
+        self._receipt(device_id, path, entry)
+        return entry
 
     def device_path(self, device_id: str) -> Path:
         # Device ids come from devices: keep them from naming paths outside the folder.
@@ -43,3 +90,46 @@ class ServerLedger:
 
     def paths(self) -> list[Path]:
         return [self.root / SERVER_LEDGER, *sorted((self.root / DEVICE_LEDGERS).glob("*.jsonl"))]
+
+    def write_manifest(self, run_id: str) -> Path:
+        """Sign and (atomically) write the manifest of everything received so far."""
+        server_entries = self.chain.entries()
+        body = {
+            "run_id": run_id,
+            "coordinator_public_key": self.public_key,
+            "rounds": [{"round": r, "nonce": n} for r, n in sorted(self._rounds.items())],
+            "devices": dict(sorted(self._heads.items())),
+            "server_chain": {
+                "file": SERVER_LEDGER,
+                "entries": len(server_entries),
+                "head_hash": entry_hash(server_entries[-1]) if server_entries else "",
+            },
+        }
+        path = self.root / MANIFEST_FILE
+        write_json_atomic(path, sign_document(MANIFEST_FORMAT, body, self._key))
+        return path
+
+    def _receipt(self, device_id: str, path: Path, entry: dict[str, Any]) -> None:
+        head = self._heads.get(device_id)
+        if head is None:
+            head = self._heads[device_id] = {
+                "file": f"{DEVICE_LEDGERS}/{path.name}",
+                "public_key": entry["public_key"],
+                "first_seq": int(entry["seq"]),
+                "first_prev_hash": entry["prev_hash"],
+                "entries": 0,
+            }
+        head["entries"] += 1
+        head["head_seq"] = int(entry["seq"])
+        head["head_hash"] = entry_hash(entry)
+
+    def _resume(self) -> None:
+        manifest = self.root / MANIFEST_FILE
+        if manifest.is_file():
+            for item in json.loads(manifest.read_text()).get("rounds", []):
+                self._rounds[int(item["round"])] = str(item["nonce"])
+        folder = self.root / DEVICE_LEDGERS
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            for line in FileLines(path).read_lines():
+                entry = decode_entry(line)
+                self._receipt(str(entry["device_id"]), path, entry)

@@ -50,7 +50,7 @@ from common.privacy.distributed_noise import (
     SkellamShare,
     lattice_clipping_range,
 )
-from common.wire import CLIENT_NOISE_MULTIPLIER
+from common.wire import CLIENT_NOISE_MULTIPLIER, ROUND_NONCE
 
 
 @dataclass
@@ -70,17 +70,20 @@ class SecureRoundResult:
 class _CapturingStrategy(LegacyFedAvg):
     """Sends fit instructions to the round's devices and captures what SecAgg+ unmasks."""
 
-    def __init__(self, node_ids: list[int], server_round: int, noise_multiplier: float) -> None:
+    def __init__(
+        self, node_ids: list[int], server_round: int, noise_multiplier: float, nonce: str
+    ) -> None:
         super().__init__(fraction_evaluate=0.0, accept_failures=True)
         self._node_ids = set(node_ids)
         self._round = server_round
         self._noise_multiplier = noise_multiplier
+        self._nonce = nonce
         self.result = SecureRoundResult(mean_update=None)
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        config: dict[str, Scalar] = {"server-round": self._round}
+        config: dict[str, Scalar] = {"server-round": self._round, ROUND_NONCE: self._nonce}
         if self._noise_multiplier > 0:
             config[CLIENT_NOISE_MULTIPLIER] = self._noise_multiplier
         ins = FitIns(parameters, config)
@@ -139,6 +142,7 @@ def secure_round(
     server_round: int,
     settings: SecAggSettings,
     noise_multiplier: float = 0.0,
+    nonce: str = "",
 ) -> SecureRoundResult:
     """Run one SecAgg+ fit round on ``node_ids`` (at least 3 needed by the protocol).
 
@@ -149,7 +153,7 @@ def secure_round(
         raise ValueError(
             f"SecAgg+ needs at least 3 training devices (Shamir shares among them), got {len(node_ids)}"
         )
-    strategy = _CapturingStrategy(node_ids, server_round, noise_multiplier)
+    strategy = _CapturingStrategy(node_ids, server_round, noise_multiplier, nonce)
     manager = SimpleClientManager()
     for node_id in node_ids:
         manager.register(GridClientProxy(node_id, grid, context.run_id))

@@ -30,12 +30,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from client.enrolment import enrol
 from common.credentials import (
     CertificatePaths,
     DeviceKeyPaths,
     create_certificates,
     create_device_keys,
 )
+from common.privacy.key_registry import Enrolment
+from server.operator_registry import REGISTRY_FILE, write_registry
 from simulations.flower_processes import (
     BIN,
     descendants,
@@ -130,6 +133,8 @@ class LocalDeployment:
         self.superlink_port: int | None = None
         self.processes: list[RunningProcess] = []
         self.devices: dict[str, Device] = {}
+        self.enrolments: dict[str, Enrolment] = {}
+        self.registry_path = self.workdir / REGISTRY_FILE  # the operator's, signed
         self.tag = uuid.uuid4().hex
 
     # -- lifecycle ---------------------------------------------------------
@@ -262,7 +267,8 @@ class LocalDeployment:
         register: bool = True,
         **node_config: object,
     ) -> Device:
-        """Create the device's keys (once), register its public key, name its node config."""
+        """Create the device's keys (once, in its state dir), enter its public keys in the
+        operator's registry, register its auth key with the SuperLink, name its node config."""
         key_root = self.workdir / "device-keys"
         existing = key_root / device_id / "auth_key"
         if existing.exists():
@@ -271,6 +277,9 @@ class LocalDeployment:
             keys = device_key_paths(key_root, device_id)
         else:
             [keys] = create_device_keys(key_root, [device_id])
+        # The device's own keys, in its state dir; the operator registers the public halves.
+        self.enrolments[device_id] = enrol(keys.auth_private_key.parent, device_id)
+        write_registry(self.registry_path, self.enrolments.values())
         config: dict[str, object] = {
             "device-id": device_id,
             "role": role,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from client.datasets.manifest import read_manifest, write_manifest
+from client.enrolment import enrol
 from client.prepare import PREPARE_REPORT
 from common.node_config import (
     HELDOUT,
@@ -34,6 +35,7 @@ from common.node_config import (
     simulated_node_config_path,
     write_node_config,
 )
+from server.operator_registry import REGISTRY_FILE, write_registry
 from simulations.partitions import split_subjects
 
 INDEX_FILE = "devices.json"
@@ -72,6 +74,7 @@ def materialize_devices(
     epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
     heldout_epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
     policy: Mapping[str, Any] | None = None,
+    registry: Path | None = None,
 ) -> list[SimulatedDevice]:
     """Write one folder per (subject, role) under ``root``; returns the devices in order.
 
@@ -79,7 +82,8 @@ def materialize_devices(
     ε budget (training devices ``epsilon_budget``, held-out devices, which
     spend only on releasing evaluation counts, ``heldout_epsilon_budget``) and, through ``policy`` (NodeConfig fields such as
     ``allow_non_private``, ``seeded_sampling`` or ``min_noise_multiplier``),
-    any other part of its privacy policy.
+    any other part of its privacy policy. As the operator it also signs the key
+    registry of the devices' public keys (``registry``, default ``root/registry.json``).
     """
     manifest = Path(manifest)
     table = read_manifest(manifest)
@@ -89,6 +93,7 @@ def materialize_devices(
     prepared = manifest.parent / PREPARE_REPORT
     root = Path(root).resolve()
     devices = []
+    enrolments = []
     for partition_id, (subject, role) in enumerate(assignment):
         clips = by_subject.get(subject)
         if not clips:
@@ -108,11 +113,15 @@ def materialize_devices(
         )
         node = dataclasses.replace(node, **dict(policy or {}))
         write_node_config(folder / "node-config.json", node)
+        # The device creates its own ledger key in its own state dir; the harness,
+        # as the operator, sees only the public half (its enrolment).
+        enrolments.append(enrol(Path(node.state_dir), node.device_id, with_auth_key=False))
         devices.append(
             SimulatedDevice(partition_id, node.device_id, subject, clips[0].dataset, role, node)
         )
     index = [{**asdict(d), "node_config": d.node_config.to_flower()} for d in devices]
     (root / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    write_registry(registry or root / REGISTRY_FILE, enrolments)
     return devices
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from flwr.clientapp.typing import Mod
 
 from common.run_config import RunConfig
+from server.operator_registry import REGISTRY_FILE
 from simulations.device_folders import (
     DEFAULT_EPSILON_BUDGET,
     SimulatedDevice,
@@ -39,7 +40,9 @@ def prepare_federation(
     assignment: Sequence[tuple[str, str]] | None = None,
     policy: Mapping[str, Any] | None = None,
 ) -> tuple[RunConfig, list[SimulatedDevice]]:
-    """Write the devices' folders under ``out_dir/devices``; the run config that points at them.
+    """Write the devices' folders under ``out_dir/devices`` and, as their operator, the
+    signed key registry of their public keys (``out_dir/registry.json``); returns the
+    run config that points at them.
 
     ``assignment`` is (subject, role) per device; by default one device per
     subject with ``num-heldout-subjects`` of them held out, drawn by seed.
@@ -60,6 +63,7 @@ def prepare_federation(
         epsilon_budget=cfg.epsilon_budget or cfg.target_epsilon or DEFAULT_EPSILON_BUDGET,
         heldout_epsilon_budget=cfg.evaluation_epsilon or DEFAULT_EPSILON_BUDGET,
         policy=policy,
+        registry=out_dir / REGISTRY_FILE,
     )
     cfg = cfg.replace(
         data_manifest=str(Path(manifest).resolve()),

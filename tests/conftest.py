@@ -9,6 +9,7 @@ in-process transport, the CLI end to end. ``make test`` runs both (CI).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    # The coordinator's and the operator's signing keys live outside run folders,
+    # by default in ~/.config/fedmer; tests keep theirs in a folder of their own,
+    # which every process they start inherits.
+    keys = Path(tempfile.mkdtemp(prefix="fedmer-test-keys-"))
+    os.environ.setdefault("FEDMER_COORDINATOR_KEY", str(keys / "coordinator_ed25519.pem"))
+    os.environ.setdefault("FEDMER_OPERATOR_KEY", str(keys / "operator_ed25519.pem"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

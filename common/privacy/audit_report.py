@@ -38,17 +38,28 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
 
 
 def write_report(
-    audits: Sequence[ChainAudit], out_dir: Path, clips_per_subject: int, rtol: float
+    audits: Sequence[ChainAudit],
+    out_dir: Path,
+    clips_per_subject: int,
+    rtol: float,
+    run_failures: Sequence[str] = (),
+    gaps: Sequence[str] = (),
 ) -> Path:
+    """The Markdown report; ``run_failures`` are what the run manifest contradicts,
+    ``gaps`` what could not be checked for lack of a registry or manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    failed = [f for a in audits for f in a.failures]
+    failed = [f for a in audits for f in a.failures] + list(run_failures)
+    verdict = "FAILED" if failed else "all ledgers verified"
+    if gaps and not failed:
+        verdict += ", but not everything could be checked (below)"
     md = [
         "# fedmer privacy audit",
         "",
-        f"**Result: {'FAILED' if failed else 'all ledgers verified'}** "
+        f"**Result: {verdict}** "
         f"({len(audits)} ledger(s); epsilon recomputed with dp-accounting RDP, "
         f"relative tolerance {rtol:g}, and PLD as the tight reference).",
         "",
+        *([f"- Cannot check: {g}" for g in gaps] + ([""] if gaps else [])),
         "## Budgets",
         "",
         "| ledger | mechanism | entries | refusals | spent ε | budget | remaining | "

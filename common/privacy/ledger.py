@@ -41,6 +41,9 @@ GENESIS_HASH = "0" * 64
 ENTRY_FIELDS = (
     "seq",  # position in this chain, from 0: a deleted line shows as a gap
     "run_id",  # the Flower run this entry belongs to ("" when there is none)
+    # The coordinator's random nonce for this round: an entry cannot be replayed
+    # into another round or run, whose nonce the device could not have known.
+    "nonce",
     "round",
     "device_id",  # the device (or "server") whose spend this is
     "event",  # "train", "refused" (policy or budget guard) or "release"
@@ -55,6 +58,9 @@ ENTRY_FIELDS = (
     "budget",  # the epsilon budget in force (0 = none)
     "accountant",
     "note",  # short human-readable reason, e.g. why a round was refused
+    # SHA-256 of what the reply carries (the model sent, the counts released):
+    # "" for a refusal, and under SecAgg+, where the coordinator sees masked values only.
+    "update_hash",
     "prev_hash",
     "public_key",  # base64 raw Ed25519 public key of the signer
     "signature",  # base64 Ed25519 signature of every other field
@@ -198,7 +204,7 @@ class Ledger:
         """Sign and append one entry; ``seq`` and ``prev_hash`` are filled in here."""
         existing = self.entries()
         entry: dict[str, Any] = {k: None for k in ENTRY_FIELDS}
-        entry["run_id"] = ""
+        entry.update({"run_id": "", "nonce": "", "update_hash": ""})
         entry.update(fields)
         entry["seq"] = len(existing)
         entry["prev_hash"] = entry_hash(existing[-1]) if existing else GENESIS_HASH

@@ -4,25 +4,34 @@ For each ledger file (one chain) the auditor checks, entry by entry:
 
 * the line is exactly a ledger entry; ``seq`` counts from 0 with no gap
   (a deleted line shows up here); ``prev_hash`` is the hash of the previous
-  entry; all entries are signed by the same Ed25519 key (the chain's first
-  entry pins it, or a key the auditor trusts) and the signature is valid;
+  entry; the signature is valid and made by the key the operator's registry
+  binds to the entry's device (without a registry, by the chain's first key,
+  which proves only consistency, not who signed); one device per chain, the
+  one the file is named after; rounds strictly increase within a run;
 * the claimed cumulative epsilon equals what ``dp-accounting`` RDP gives for
   the history the chain records (within ``rtol``), and is not below the tight
   PLD figure (a claim below it would under-report the spend);
-* a refusal claims the epsilon spent before it, and spends nothing.
+* a refusal claims the epsilon spent before it, and spends nothing;
+* no entry claims an epsilon above the budget it records, or a delta above
+  the auditor's ``max_delta``.
 
-Every failure names the file, line, seq, device and round.
+What a single chain cannot show (a truncated tail, a replayed or missing
+chain) is checked against the coordinator's signed run manifest by
+:mod:`common.privacy.manifest_audit`. Every failure names the file, line,
+seq, device and round.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.privacy.independent import independent_pld_epsilon, independent_rdp_epsilon
+from common.privacy.key_registry import KeyRegistry
 from common.privacy.ledger import (
     GENESIS_HASH,
     LedgerError,
@@ -33,6 +42,9 @@ from common.privacy.ledger import (
 )
 
 DEFAULT_RTOL = 1e-2
+# The usual ceiling for δ: well below 1/n for any cohort fedmer serves (the
+# default runs account at 1e-5). The auditor can set another (--max-delta).
+DEFAULT_MAX_DELTA = 1e-4
 
 
 @dataclass
@@ -68,7 +80,10 @@ class ChainAudit:
 
 
 def audit_chain(
-    path: Path, rtol: float = DEFAULT_RTOL, trusted_keys: Mapping[str, str] | None = None
+    path: Path,
+    rtol: float = DEFAULT_RTOL,
+    registry: KeyRegistry | None = None,
+    max_delta: float = DEFAULT_MAX_DELTA,
 ) -> ChainAudit:
     audit = ChainAudit(Path(path))
     lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
@@ -86,7 +101,12 @@ def audit_chain(
             f"round {entry['round']})"
         )
         expected_seq = 0 if previous is None else int(previous["seq"]) + 1
-        if entry["seq"] != expected_seq:
+        if previous is None and entry["seq"] != 0:
+            audit.failures.append(
+                f"{where}: the chain starts at seq {entry['seq']}: its earlier entries (an "
+                "earlier run's, or deleted) are not here, so its epsilon cannot be recomputed"
+            )
+        elif entry["seq"] != expected_seq:
             audit.failures.append(
                 f"{where}: seq {entry['seq']} where {expected_seq} was expected "
                 "(an entry was deleted or reordered)"
@@ -94,14 +114,31 @@ def audit_chain(
         expected_prev = GENESIS_HASH if previous is None else entry_hash(previous)
         if entry["prev_hash"] != expected_prev:
             audit.failures.append(f"{where}: prev_hash does not match the previous entry")
-        if pinned_key is None:
-            pinned_key = (trusted_keys or {}).get(str(entry["device_id"]), entry["public_key"])
-        if entry["public_key"] != pinned_key:
-            audit.failures.append(f"{where}: signed by a different key than the chain's")
+        if registry is not None:
+            problem = _key_problem(entry, registry)
+            if problem:
+                audit.failures.append(f"{where}: {problem}")
+        else:
+            pinned_key = pinned_key or entry["public_key"]
+            if entry["public_key"] != pinned_key:
+                audit.failures.append(f"{where}: signed by a different key than the chain's")
         if not signature_is_valid(entry):
             audit.failures.append(f"{where}: signature invalid (the entry was altered)")
         if previous is not None and entry["device_id"] != previous["device_id"]:
             audit.failures.append(f"{where}: device id changed within one chain")
+        if previous is None and not _named_after(path, str(entry["device_id"])):
+            audit.failures.append(
+                f"{where}: the chain of device {entry['device_id']!r} is filed as {path.name}"
+            )
+        if (
+            previous is not None
+            and entry["run_id"] == previous["run_id"]
+            and int(entry["round"]) <= int(previous["round"])
+        ):
+            audit.failures.append(
+                f"{where}: round {entry['round']} after round {previous['round']} of the same run"
+            )
+        audit.failures.extend(f"{where}: {p}" for p in _limit_problems(entry, max_delta))
 
         checked = [c.entry for c in audit.checks] + [entry]
         history = history_of(checked)
@@ -118,6 +155,37 @@ def audit_chain(
         audit.checks.append(check)
         previous = entry
     return audit
+
+
+def _key_problem(entry: Mapping[str, Any], registry: KeyRegistry) -> str | None:
+    device, key = str(entry["device_id"]), str(entry["public_key"])
+    expected = (
+        registry.coordinator_public_key if device == "server" else registry.ledger_key(device)
+    )
+    if expected is None:
+        return f"device {device!r} is not in the key registry"
+    if key != expected:
+        owner = registry.owner_of(key)
+        whose = f"the key registered to {owner!r}" if owner else "a key not in the registry"
+        return f"signed by {whose}, not the key registered for {device!r}"
+    return None
+
+
+def _named_after(path: Path, device_id: str) -> bool:
+    """A device's copy is ``devices/<id>.jsonl``; the server's chain is any other name."""
+    if device_id == "server":
+        return path.parent.name != "devices"
+    return path.stem == re.sub(r"[^A-Za-z0-9_.-]", "_", device_id)
+
+
+def _limit_problems(entry: Mapping[str, Any], max_delta: float) -> list[str]:
+    problems = []
+    epsilon, budget, delta = float(entry["epsilon"]), float(entry["budget"]), float(entry["delta"])
+    if entry["event"] != "refused" and budget > 0 and epsilon > budget * (1 + 1e-9):
+        problems.append(f"epsilon {epsilon:.6g} exceeds the budget {budget:g} it records")
+    if delta > max_delta:
+        problems.append(f"delta {delta:g} exceeds the largest acceptable delta {max_delta:g}")
+    return problems
 
 
 def _epsilon_problems(

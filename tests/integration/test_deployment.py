@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +164,19 @@ def test_full_federated_run_over_tls_with_node_auth(federation, device_data, tmp
     released = out / "ledger" / "devices" / f"{heldout}.jsonl"
     entries = [json.loads(line) for line in released.read_text().splitlines()]
     assert [e["mechanism"] for e in entries] == ["gaussian-counts"] * 2
+    # A privacy officer's audit of the real-process run: every entry signed by the key the
+    # operator registered for its device, every chain ending at the head the
+    # coordinator receipted in its signed manifest.
+    operator = json.loads(dep.registry_path.read_text())["signed_by"]
+    audit = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "audit", str(out / "ledger"), "--registry",
+         str(dep.registry_path), "--operator-key", operator, "--report", str(tmp_path / "a")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stdout[-4000:]
+    manifest = json.loads((out / "ledger" / "manifest.json").read_text())
+    assert [r["round"] for r in manifest["rounds"]] == [1, 2]
+    assert sorted(manifest["devices"]) == sorted(d.name for d in device_data)
 
 
 def test_unregistered_key_and_plain_tcp_are_rejected(federation):

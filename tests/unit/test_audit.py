@@ -45,12 +45,15 @@ def test_ledger_epsilon_matches_dp_accounting_within_1e3(tmp_path, sigma, q, ste
     assert final == pytest.approx(independent, rel=1e-3)
     if (sigma, q, steps * rounds) == (1.5, 0.04, 2250):
         assert final == pytest.approx(7.329, abs=1e-3)
-    assert main(["audit", str(tmp_path / "dev.jsonl"), "--report", str(tmp_path / "r")]) == 0
+    assert (
+        main(["audit", str(tmp_path / "dev.jsonl"), "--partial", "--report", str(tmp_path / "r")])
+        == 0
+    )
 
 
 def test_audit_reports_budgets_and_writes_plots(tmp_path, capsys):
     _write_device_ledger(tmp_path / "dev-a.jsonl", 1.5, 0.04, 450, 5, budget=10.0)
-    assert main(["audit", str(tmp_path), "--report", str(tmp_path / "r")]) == 0
+    assert main(["audit", str(tmp_path), "--partial", "--report", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "dev-a" in out and "spent ε=7.3291" in out and "remaining 2.6709" in out
     report = (tmp_path / "r" / "audit_report.md").read_text()
@@ -90,7 +93,7 @@ def test_tampering_fails_the_audit_naming_the_entry(tmp_path, capsys, tamper, ex
     path = tmp_path / "dev.jsonl"
     _write_device_ledger(path, 1.5, 0.04, 450, 5)
     tamper(path)
-    assert main(["audit", str(path), "--report", str(tmp_path / "r")]) == 1
+    assert main(["audit", str(path), "--partial", "--report", str(tmp_path / "r")]) == 1
     assert expected in capsys.readouterr().out
 
 
@@ -105,7 +108,7 @@ def test_a_re_signed_false_epsilon_is_caught_by_recomputation(tmp_path, capsys):
     entries[1]["signature"] = base64.b64encode(key.sign(canonical_bytes(entries[1]))).decode()
     path.write_text("".join(json.dumps(e) + "\n" for e in entries))
     assert entries[1]["prev_hash"] == entry_hash(entries[0])
-    assert main(["audit", str(path), "--report", str(tmp_path / "r")]) == 1
+    assert main(["audit", str(path), "--partial", "--report", str(tmp_path / "r")]) == 1
     out = capsys.readouterr().out
     assert "dev.jsonl:2 (seq 1, device dev, round 2): claimed epsilon 3" in out
     assert "below the tight PLD figure" in out

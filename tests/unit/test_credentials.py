@@ -103,26 +103,59 @@ def test_bad_san_is_a_clear_error() -> None:
     assert isinstance(parse_sans(["::1"])[0], x509.IPAddress)
 
 
-def test_keys_command_writes_flower_auth_keys_and_ledger_keys(tmp_path: Path) -> None:
+def test_enrol_creates_the_devices_keys_in_its_state_dir_and_hands_out_public_ones(
+    tmp_path: Path,
+) -> None:
+    import json
+
     from flwr.cli.supernode.register import try_load_public_key
     from flwr.supercore.primitives.asymmetric import uses_nist_ec_curve
 
-    out = tmp_path / "keys"
-    assert main(["keys", "3", "--out", str(out)]) == 0
-    for device in ("device-001", "device-002", "device-003"):
-        d = out / device
-        assert _mode(d / "auth_key") == 0o600
-        assert _mode(d / "device_ed25519.pem") == 0o600
-        # flower-supernode reads the private key with load_ssh_private_key ...
-        private = load_auth_private_key(d / "auth_key")
-        assert isinstance(private, ec.EllipticCurvePrivateKey) and uses_nist_ec_curve(
-            private.public_key()
-        )
-        # ... and `flwr supernode register` loads the public key with its own loader.
-        assert try_load_public_key(d / "auth_key.pub")
-        assert isinstance(
-            load_ledger_private_key(d / "device_ed25519.pem"), ed25519.Ed25519PrivateKey
-        )
+    from common.privacy.ledger import public_key_b64
+
+    state = tmp_path / "state"
+    assert main(["enrol", str(state), "--device-id", "clinic-a"]) == 0
+    assert _mode(state / "auth_key") == 0o600
+    assert _mode(state / "device_ed25519.pem") == 0o600
+    # flower-supernode reads the private key with load_ssh_private_key ...
+    private = load_auth_private_key(state / "auth_key")
+    assert isinstance(private, ec.EllipticCurvePrivateKey) and uses_nist_ec_curve(
+        private.public_key()
+    )
+    # ... and `flwr supernode register` loads the public key with its own loader.
+    assert try_load_public_key(state / "auth_key.pub")
+    ledger = load_ledger_private_key(state / "device_ed25519.pem")
+    assert isinstance(ledger, ed25519.Ed25519PrivateKey)
+    enrolment = json.loads((state / "enrolment.json").read_text())
+    assert enrolment["device_id"] == "clinic-a"
+    assert enrolment["ledger_public_key"] == public_key_b64(ledger)
+    assert "PRIVATE" not in (state / "enrolment.json").read_text()
+    # Enrolling again keeps the keys: a device's ledger key never changes.
+    before = (state / "device_ed25519.pem").read_bytes()
+    assert main(["enrol", str(state), "--device-id", "clinic-a"]) == 0
+    assert (state / "device_ed25519.pem").read_bytes() == before
+
+
+def test_registry_binds_enrolled_keys_and_is_signed_by_the_operator(tmp_path: Path) -> None:
+    from common.privacy.key_registry import KeyRegistry
+    from common.privacy.signed_document import DocumentError
+
+    for device in ("a", "b"):
+        assert main(["enrol", str(tmp_path / device), "--device-id", device]) == 0
+    operator = tmp_path / "operator.pem"
+    out = tmp_path / "registry.json"
+    assert main(["registry", str(tmp_path / "a"), str(tmp_path / "b" / "enrolment.json"),
+                 "--out", str(out), "--operator-key", str(operator)]) == 0  # fmt: skip
+    registry = KeyRegistry.read(out)
+    assert sorted(registry.devices) == ["a", "b"]
+    assert registry.owner_of(registry.devices["a"].ledger_public_key) == "a"
+    assert "PRIVATE" not in out.read_text()
+    with pytest.raises(DocumentError, match="not by the trusted key"):
+        KeyRegistry.read(out, trusted_operator_key="c29tZW9uZSBlbHNl")
+    text = out.read_text().replace('"a"', '"z"', 1)
+    (tmp_path / "edited.json").write_text(text)
+    with pytest.raises(DocumentError, match="signature invalid"):
+        KeyRegistry.read(tmp_path / "edited.json")
 
 
 def test_ledger_key_is_the_one_the_client_app_uses(tmp_path: Path) -> None:
@@ -144,11 +177,9 @@ def test_keys_never_overwrite_silently(tmp_path: Path) -> None:
         create_device_keys(tmp_path, device_ids(3))
     # All-or-nothing: device-003 was not created either.
     assert not (tmp_path / "device-003").exists()
-    assert main(["keys", "2", "--out", str(tmp_path)]) == 2
+    # Enrolling a device that already has keys keeps them.
+    assert main(["enrol", str(tmp_path / "device-002"), "--device-id", "device-002"]) == 0
     assert (tmp_path / "device-002" / "auth_key").read_bytes() == before
-    # New devices can be added with --start.
-    assert main(["keys", "1", "--out", str(tmp_path), "--start", "3"]) == 0
-    assert (tmp_path / "device-003" / "auth_key.pub").exists()
 
 
 def test_device_ids_validated(tmp_path: Path) -> None:
