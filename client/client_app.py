@@ -33,6 +33,7 @@ from client.evaluation_release import release_confusion
 from client.local_data import HELDOUT, TRAIN, LocalData, device_node_config, load_local_data
 from client.payload_guard_mod import payload_guard_mod
 from client.privacy_policy import Refusal, noise_share_refusal
+from client.receipts import keep_receipt
 from client.secagg_client import (
     MAX_TRUNCATION,
     clipped_update,
@@ -61,6 +62,7 @@ from common.wire import (
     LegacyTrainReply,
     TrainInstruction,
     TrainReply,
+    ledger_receipt_of,
     round_nonce_of,
     server_round_of,
 )
@@ -90,6 +92,7 @@ def train(msg: Message, context: Context) -> Message:
     state = open_device_state(node.state_dir)
     if state is None:
         return _decline(msg, request, data.device_id, _NO_STATE_DIR)
+    keep_receipt(node.state_dir, state.ledger, data.device_id, ledger_receipt_of(msg.content))
 
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     names = list(model.state_dict().keys())
@@ -162,6 +165,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     state = open_device_state(node.state_dir)
     if state is None:
         return _refuse_evaluation(msg, data.device_id, _NO_STATE_DIR)
+    keep_receipt(node.state_dir, state.ledger, data.device_id, ledger_receipt_of(msg.content))
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
     cm = confusion_matrix(data.labels, predict(model, data.features), len(COMPOSITE_CLASSES))

@@ -48,6 +48,8 @@ NOISE_STD = "noise-std"
 SERVER_ROUND = "server-round"
 # The coordinator's random per-round nonce, which the device signs into its entry.
 ROUND_NONCE = "round-nonce"
+# The coordinator's signed receipt of the device's chain head as of its last reply.
+LEDGER_RECEIPT = "ledger-receipt"
 # SecAgg+ only: the client-level noise multiplier whose share each device adds.
 CLIENT_NOISE_MULTIPLIER = "client-noise-multiplier"
 
@@ -103,6 +105,12 @@ def round_nonce_of(content: RecordDict) -> str:
     """The coordinator's nonce for the round of a Message-API instruction ("" if none)."""
     config = content.config_records.get(CONFIG)
     return str(config.get(ROUND_NONCE, "")) if config is not None else ""
+
+
+def ledger_receipt_of(content: RecordDict) -> str:
+    """The coordinator's receipt a Message-API instruction carries ("" if none)."""
+    config = content.config_records.get(CONFIG)
+    return str(config.get(LEDGER_RECEIPT, "")) if config is not None else ""
 
 
 def arrays_digest(named: Mapping[str, np.ndarray]) -> str:

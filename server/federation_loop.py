@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from common.privacy.client_level import sum_updates
 from common.wire import (
     ARRAYS,
+    CONFIG,
+    LEDGER_RECEIPT,
     ROUND_NONCE,
     Decline,
     EvaluateReply,
@@ -164,7 +166,8 @@ def _train_round(
 ) -> RoundOutcome:
     server_round = turn.round
     train_grid = NodeSubsetGrid(grid, census.nodes_with_role("train"))
-    messages = strategy.configure_train(server_round, arrays, turn.config(), train_grid)
+    messages = list(strategy.configure_train(server_round, arrays, turn.config(), train_grid))
+    _attach_receipts(messages, census, privacy.ledger, turn.run_id)
     replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     usable: list[Message] = []
@@ -289,6 +292,25 @@ def _secure_train_round(
     return outcome
 
 
+def _attach_receipts(
+    messages: list[Message], census: Census, ledger: ServerLedger, run_id: str
+) -> None:
+    """Give each device, with its instruction, the signed receipt of its chain head.
+
+    (Not under SecAgg+, whose fit instructions are one config for every device.)
+    """
+    for message in messages:
+        receipt = ledger.receipt_for(census.device_id(message.metadata.dst_node_id), run_id)
+        shared = message.content
+        if not receipt or CONFIG not in shared.config_records:
+            continue
+        # Flower's strategies give every message the same RecordDict: each device's
+        # receipt goes into a copy of its own (the arrays are shared, not copied).
+        content = RecordDict(dict(shared.items()))
+        content[CONFIG] = ConfigRecord({**shared.config_records[CONFIG], LEDGER_RECEIPT: receipt})
+        message.content = content
+
+
 def _keep_bound_entry(
     ledger: ServerLedger, device: str, line: str, turn: RoundTurn, payload_hash: str | None
 ) -> str | None:
@@ -318,7 +340,8 @@ def _evaluate_round(
         log.warning("round %d: no held-out device; nothing evaluated", server_round)
         return {**held_out_metrics([], settings.num_classes), "declined": {}}
     eval_grid = NodeSubsetGrid(grid, heldout)
-    messages = strategy.configure_evaluate(server_round, arrays, turn.config(), eval_grid)
+    messages = list(strategy.configure_evaluate(server_round, arrays, turn.config(), eval_grid))
+    _attach_receipts(messages, census, ledger, turn.run_id)
     replies = grid.send_and_receive(messages, timeout=settings.timeout)
     records, declined = [], {}
     for reply in replies:

@@ -7,6 +7,8 @@ Under ``<run>/ledger/``:
 * ``devices/<device-id>.jsonl``: verbatim copies of the signed entries each
   device sent with its replies, so an auditor can verify every device's chain
   and signatures without access to the device;
+* each device also gets, with its next instruction, the coordinator's signed
+  receipt of its chain head, which it keeps in its own state directory;
 * ``manifest.json``: rewritten, signed, after every round: the run id, every
   round's nonce, and for each device the head of its chain as the coordinator
   received it (seq and hash: the receipt). Against it an auditor detects a
@@ -39,7 +41,7 @@ from common.privacy.ledger import (
     load_or_create_key,
     public_key_b64,
 )
-from common.privacy.manifest_audit import MANIFEST_FILE, MANIFEST_FORMAT
+from common.privacy.manifest_audit import MANIFEST_FILE, MANIFEST_FORMAT, RECEIPT_FORMAT
 from common.privacy.signed_document import sign_document
 
 LEDGER_DIR = "ledger"
@@ -90,6 +92,20 @@ class ServerLedger:
 
     def paths(self) -> list[Path]:
         return [self.root / SERVER_LEDGER, *sorted((self.root / DEVICE_LEDGERS).glob("*.jsonl"))]
+
+    def receipt_for(self, device_id: str, run_id: str) -> str:
+        """The coordinator's signed receipt of the device's chain head ("" if none yet):
+        sent with the device's next instruction, kept by the device as its evidence."""
+        head = self._heads.get(device_id)
+        if head is None:
+            return ""
+        body = {
+            "run_id": run_id,
+            "device_id": device_id,
+            "head_seq": head["head_seq"],
+            "head_hash": head["head_hash"],
+        }
+        return json.dumps(sign_document(RECEIPT_FORMAT, body, self._key), sort_keys=True)
 
     def write_manifest(self, run_id: str) -> Path:
         """Sign and (atomically) write the manifest of everything received so far."""

@@ -172,10 +172,13 @@ def _key_problem(entry: Mapping[str, Any], registry: KeyRegistry) -> str | None:
 
 
 def _named_after(path: Path, device_id: str) -> bool:
-    """A device's copy is ``devices/<id>.jsonl``; the server's chain is any other name."""
-    if device_id == "server":
-        return path.parent.name != "devices"
-    return path.stem == re.sub(r"[^A-Za-z0-9_.-]", "_", device_id)
+    """The coordinator files a device's copy as ``devices/<id>.jsonl`` and its own chain as
+    ``server.jsonl``; a device's own ledger (``privacy_ledger.jsonl``) may hold any device."""
+    if path.parent.name == "devices":
+        return path.stem == re.sub(r"[^A-Za-z0-9_.-]", "_", device_id)
+    if path.stem == "server":
+        return device_id == "server"
+    return True
 
 
 def _limit_problems(entry: Mapping[str, Any], max_delta: float) -> list[str]:

@@ -26,6 +26,7 @@ from common.privacy.signed_document import DocumentError, read_document
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "fedmer-run-manifest"
+RECEIPT_FORMAT = "fedmer-ledger-receipt"
 
 
 def read_manifest(path: Path, registry: KeyRegistry | None) -> dict[str, Any]:

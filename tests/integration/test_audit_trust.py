@@ -264,6 +264,17 @@ def test_every_tamper_fails_the_audit_naming_what(honest_run, tmp_path, name):
     assert expected in out, out
 
 
+def test_every_training_device_keeps_the_coordinators_receipts(honest_run):
+    run, _ = honest_run
+    for state in (run / "devices").glob("partition-*/state"):
+        ledger = _lines(state / "privacy_ledger.jsonl")
+        receipts = _lines(state / "receipts.jsonl")
+        # Rounds 2 and 3 each bring the receipt of the head after the round before.
+        assert [r["head_seq"] for r in receipts] == [0, 1], state
+        assert all(r["head_hash"] == entry_hash(ledger[r["head_seq"]]) for r in receipts)
+        assert (state / "coordinator.pub").read_text().strip() == receipts[0]["signed_by"]
+
+
 def test_no_device_private_key_outside_its_state_dir(honest_run):
     run, _ = honest_run
     keys = {}

@@ -112,3 +112,38 @@ def test_a_re_signed_false_epsilon_is_caught_by_recomputation(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dev.jsonl:2 (seq 1, device dev, round 2): claimed epsilon 3" in out
     assert "below the tight PLD figure" in out
+
+
+def test_coordinator_receipts_are_checked_and_kept_by_the_device(tmp_path):
+    from client.receipts import RECEIPTS_FILE, receipt_problem
+    from server.privacy_ledger import ServerLedger
+
+    device = tmp_path / "device"
+    ledger = _write_device_ledger(device / "dev.jsonl", 1.5, 0.04, 450, 2)
+    server = ServerLedger(tmp_path / "run", key_path=tmp_path / "coordinator.pem")
+    for line in (device / "dev.jsonl").read_text().splitlines():
+        server.keep_device_entry("dev", line)
+    receipt = server.receipt_for("dev", "run-1")
+    assert receipt_problem(device, ledger, "dev", receipt) is None
+    kept = [json.loads(line) for line in (device / RECEIPTS_FILE).read_text().splitlines()]
+    assert kept[0]["head_seq"] == 1 and kept[0]["run_id"] == "run-1"
+    # Another coordinator key than the one pinned by the first receipt is refused.
+    other = ServerLedger(tmp_path / "run2", key_path=tmp_path / "other.pem")
+    for line in (device / "dev.jsonl").read_text().splitlines():
+        other.keep_device_entry("dev", line)
+    problem = receipt_problem(device, ledger, "dev", other.receipt_for("dev", "run-1"))
+    assert problem and "not by the trusted key" in problem
+    # A receipt of a head the device never wrote (a forged or foreign chain) is refused.
+    forged = json.loads(receipt)
+    forged["head_seq"] = 5
+    problem = receipt_problem(device, ledger, "dev", json.dumps(forged))
+    assert problem and "signature invalid" in problem
+    assert "is for device 'dev'" in receipt_problem(device, ledger, "someone", receipt)
+    assert len((device / RECEIPTS_FILE).read_text().splitlines()) == 1
+
+
+def test_the_coordinator_key_may_not_live_in_the_run_folder(tmp_path):
+    from server.privacy_ledger import ServerLedger
+
+    with pytest.raises(ValueError, match="must not live in the run folder"):
+        ServerLedger(tmp_path / "run", key_path=tmp_path / "run" / "ledger" / "key.pem")

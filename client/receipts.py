@@ -1,0 +1,60 @@
+"""On the device: the coordinator's receipts of its ledger head, checked and kept.
+
+With each instruction after the first, the coordinator sends a signed receipt
+of the head of the device's chain as it received it (run, device, seq, hash).
+The device checks the receipt against its own ledger (the entry at that seq
+must have that hash) and against the coordinator key it pinned on the first
+receipt (``coordinator.pub`` in its state directory), then appends it to
+``receipts.jsonl``. A receipt is the device's evidence of what the coordinator
+acknowledged: if the coordinator later presents a shorter or different chain,
+the device's receipts contradict it. A receipt that fails a check is not kept;
+the problem is logged and training goes on, since the device's own ledger is
+what its accountant reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from common.privacy.ledger import FileLines, Ledger, entry_hash
+from common.privacy.manifest_audit import RECEIPT_FORMAT
+from common.privacy.signed_document import DocumentError, read_document
+
+RECEIPTS_FILE = "receipts.jsonl"
+COORDINATOR_KEY_FILE = "coordinator.pub"
+log = logging.getLogger(__name__)
+
+
+def receipt_problem(state_dir: Path, ledger: Ledger, device_id: str, receipt: str) -> str | None:
+    """Why ``receipt`` is not acceptable (None when it is, and then it is kept)."""
+    state_dir = Path(state_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "receipt.json"
+        path.write_text(receipt)
+        pinned_path = state_dir / COORDINATOR_KEY_FILE
+        pinned = pinned_path.read_text().strip() if pinned_path.exists() else None
+        try:
+            document = read_document(path, RECEIPT_FORMAT, pinned)
+        except DocumentError as exc:
+            return f"coordinator receipt rejected: {str(exc).split(': ', 1)[-1]}"
+    if document.get("device_id") != device_id:
+        return f"coordinator receipt is for device {document.get('device_id')!r}"
+    entries = ledger.entries()
+    seq = int(document.get("head_seq", -1))
+    if not 0 <= seq < len(entries) or entry_hash(entries[seq]) != document.get("head_hash"):
+        return f"coordinator receipt names a head (seq {seq}) this device's ledger does not have"
+    if pinned is None:
+        pinned_path.write_text(str(document["signed_by"]) + "\n")
+    FileLines(state_dir / RECEIPTS_FILE).append_line(json.dumps(document, sort_keys=True))
+    return None
+
+
+def keep_receipt(state_dir: str, ledger: Ledger, device_id: str, receipt: str) -> None:
+    if not receipt or not state_dir:
+        return
+    problem = receipt_problem(Path(state_dir), ledger, device_id, receipt)
+    if problem:
+        log.warning("device %s: %s", device_id, problem)
