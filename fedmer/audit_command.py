@@ -12,9 +12,12 @@ the manifest, and ``registry.json`` beside the folder the registry, unless
 given. Without a registry pinned by ``--operator-key``, or without a manifest,
 the audit says what it cannot detect and fails unless ``--partial``.
 
-``fedmer audit --empirical`` trains with canaries (one-run audit of Steinke,
-Nasr & Jagielski, 2023) at the claimed epsilon and without DP, and reports
-the empirical epsilon lower bound next to the claim.
+``fedmer audit --empirical LEDGER`` audits the mechanism a device's chain
+records (its σ, q, steps per round, rounds and δ; the device with the largest
+claim unless ``--device``) empirically, in the coordinator's white-box view:
+fedmer's own DP-SGD with gradient canaries, every round's update seen. It
+prints the lower bounds on ε (one-run, with its ceiling, and Gaussian-DP fit)
+and exits 1 when they exceed the claimed ε.
 """
 
 from __future__ import annotations
@@ -78,24 +81,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--empirical",
         action="store_true",
-        help="run the one-run empirical audit (canaries + membership inference)",
+        help="empirically audit the DP-SGD setting a device's chain records (white-box canaries)",
     )
+    p.add_argument("--device", help="--empirical: the device whose setting to audit")
+    p.add_argument("--canaries", type=int, default=4000, help="--empirical: canaries (4000)")
     p.add_argument(
-        "--epsilon",
+        "--applied-noise-fraction",
         type=float,
-        default=8.0,
-        help="--empirical: the claimed epsilon to train at (default 8)",
+        default=1.0,
+        help="--empirical, for testing the audit: a broken device that applies this fraction "
+        "of the σ it records (default 1: the mechanism as recorded)",
     )
-    p.add_argument("--seed", type=int, default=0, help="--empirical: seed")
+    p.add_argument("--seed", type=int, default=0, help="--empirical: seed of the canary draw")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.ledgers:
+        print("fedmer audit: give at least one LEDGER")
+        return 2
     if args.empirical:
         return _empirical(args)
-    if not args.ledgers:
-        print("fedmer audit: give at least one LEDGER (or --empirical)")
-        return 2
     from common.privacy.audit_report import budget_lines, write_report
     from common.privacy.ledger_audit import DEFAULT_MAX_DELTA, DEFAULT_RTOL, audit_chain
     from common.privacy.manifest_audit import manifest_problems, missing_inputs
@@ -166,22 +172,38 @@ def _ledger_files(inputs: list[Path]) -> list[Path]:
 
 
 def _empirical(args: argparse.Namespace) -> int:
-    from simulations.empirical_audit import EmpiricalAuditConfig, run_empirical_audit
+    from common.privacy.ledger import LedgerError, decode_entry
+    from simulations.white_box_audit import (
+        DeployedSetting,
+        WhiteBoxAuditConfig,
+        describe,
+        run_white_box_audit,
+    )
 
-    results = {}
-    for label, epsilon in (("dp", args.epsilon), ("non-dp baseline", 0.0)):
-        result = run_empirical_audit(EmpiricalAuditConfig(target_epsilon=epsilon, seed=args.seed))
-        results[label] = result.as_dict()
-        print(
-            f"{label:>16}: claimed ε={result.claimed_epsilon:.3f}  empirical lower bound "
-            f"ε≥{result.epsilon_lower_bound:.3f} ({result.confidence:.0%} confidence, "
-            f"{result.correct_guesses}/{result.guesses} guesses correct)  "
-            f"AUC {result.auc:.3f}  TPR@FPR=1e-3 {result.tpr_at_fpr_1e3:.3f}"
-        )
+    settings = []
+    for path in _ledger_files(args.ledgers):
+        try:
+            entries = [decode_entry(line) for line in path.read_text().splitlines() if line]
+            settings.append(DeployedSetting.from_entries(entries))
+        except (LedgerError, ValueError):
+            continue  # not a DP-SGD chain (the server's, a held-out device's)
+    if args.device:
+        settings = [s for s in settings if s.device_id == args.device]
+    if not settings:
+        print("fedmer audit --empirical: no DP-SGD device chain among the LEDGERs given")
+        return 2
+    setting = max(settings, key=lambda s: s.claimed_epsilon)
+    config = WhiteBoxAuditConfig(
+        canaries=args.canaries,
+        guesses=max(1, args.canaries // 4),
+        applied_noise_fraction=args.applied_noise_fraction,
+        seed=args.seed,
+    )
+    result = run_white_box_audit(setting, config)
+    label = "broken mechanism" if args.applied_noise_fraction < 1 else "deployed mechanism"
+    print(describe(result, label))
     args.report.mkdir(parents=True, exist_ok=True)
     out = args.report / "empirical_audit.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     print(f"results: {out}")
-    dp = results["dp"]
-    # A lower bound above the claim means the claim is wrong (or the test is broken).
-    return 1 if dp["epsilon_lower_bound"] > dp["claimed_epsilon"] else 0
+    return 1 if result.refutes_claim else 0

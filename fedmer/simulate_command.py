@@ -14,6 +14,7 @@ Every run-config key is a flag of the same name; ``min-nodes`` and
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from client.prepare import prepare_clips
     from client.run_model import write_preprocessing
     from fedmer.run_report import write_report
+    from server.operator_registry import REGISTRY_FILE
     from simulations.default_cohort import cohort_manifest
     from simulations.federation import prepare_federation, run_federation
 
@@ -93,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     run_federation(cfg, devices, transport=args.transport, verbose=args.verbose)
     report = write_report(out_dir)
     print(f"[fedmer] report: {report}", flush=True)
+    operator = json.loads((out_dir / REGISTRY_FILE).read_text())["signed_by"]
+    print(
+        f"[fedmer] audit it: fedmer audit {out_dir / 'ledger'} --operator-key {operator}",
+        flush=True,
+    )
     print(f"[fedmer] finished in {time.monotonic() - started:.0f}s; see {out_dir}", flush=True)
     return 0
 

@@ -8,11 +8,11 @@ operator's key lives at ``$FEDMER_OPERATOR_KEY`` or, by default,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from common.atomic_io import write_json_atomic
+from common.paths import signing_key_path
 from common.privacy.key_registry import Enrolment, build_registry
 from common.privacy.ledger import load_or_create_key, public_key_b64
 from server.privacy_ledger import coordinator_key_path
@@ -22,11 +22,7 @@ REGISTRY_FILE = "registry.json"
 
 
 def operator_key_path() -> Path:
-    override = os.environ.get(OPERATOR_KEY_ENV)
-    if override:
-        return Path(override)
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home) / "fedmer" / "operator_ed25519.pem"
+    return signing_key_path(OPERATOR_KEY_ENV, "operator_ed25519.pem")
 
 
 def coordinator_public_key() -> str:

@@ -26,12 +26,12 @@ they stopped.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from common.atomic_io import write_json_atomic
+from common.paths import signing_key_path
 from common.privacy.ledger import (
     FileLines,
     Ledger,
@@ -52,11 +52,7 @@ COORDINATOR_KEY_ENV = "FEDMER_COORDINATOR_KEY"
 
 def coordinator_key_path() -> Path:
     """Where the coordinator's Ed25519 signing key lives (outside every run folder)."""
-    override = os.environ.get(COORDINATOR_KEY_ENV)
-    if override:
-        return Path(override)
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home) / "fedmer" / "coordinator_ed25519.pem"
+    return signing_key_path(COORDINATOR_KEY_ENV, "coordinator_ed25519.pem")
 
 
 class ServerLedger:

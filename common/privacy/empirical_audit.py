@@ -8,8 +8,8 @@ correct guesses is stochastically dominated by a binomial with success
 probability e^epsilon / (1 + e^epsilon) (plus a delta term), so a high count
 yields a lower bound on epsilon at a chosen confidence.
 
-Only the statistics live here; the experiment that trains with canaries is
-``simulations/empirical_audit.py``.
+Only the statistics live here (with the Gaussian-DP fit of canary scores);
+the experiment that trains with canaries is ``simulations/white_box_audit.py``.
 """
 
 from __future__ import annotations
@@ -53,19 +53,48 @@ def epsilon_lower_bound(m: int, r: int, v: int, delta: float, confidence: float)
     return low
 
 
-def auc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U), ties counted half."""
-    ranks = stats.rankdata(np.concatenate([in_scores, out_scores]))
-    u = ranks[: len(in_scores)].sum() - len(in_scores) * (len(in_scores) + 1) / 2
-    return float(u / (len(in_scores) * len(out_scores)))
+def gdp_mu(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Separation of two score samples in pooled standard deviations (μ of μ-GDP)."""
+    spread = math.sqrt((np.var(in_scores, ddof=1) + np.var(out_scores, ddof=1)) / 2)
+    return float((np.mean(in_scores) - np.mean(out_scores)) / max(spread, 1e-300))
 
 
-def tpr_at_fpr(in_scores: np.ndarray, out_scores: np.ndarray, fpr: float) -> float:
-    """TPR at the threshold that lets at most ``fpr`` of out-canaries through.
+def gdp_mu_lower_bound(
+    in_scores: np.ndarray,
+    out_scores: np.ndarray,
+    confidence: float,
+    resamples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """μ and its one-sided lower confidence bound (percentile bootstrap)."""
+    estimate = gdp_mu(in_scores, out_scores)
+    boots = [
+        gdp_mu(
+            rng.choice(in_scores, len(in_scores), replace=True),
+            rng.choice(out_scores, len(out_scores), replace=True),
+        )
+        for _ in range(resamples)
+    ]
+    return estimate, float(np.quantile(boots, 1.0 - confidence))
 
-    With n out-canaries the smallest FPR measurable is 1/n; below that the
-    threshold is above every out-score (FPR 0).
-    """
-    allowed = math.floor(fpr * len(out_scores))
-    threshold = np.sort(out_scores)[::-1][allowed] if allowed < len(out_scores) else -np.inf
-    return float(np.mean(in_scores > threshold))
+
+def gdp_epsilon(mu: float, delta: float) -> float:
+    """ε at δ of a μ-GDP mechanism (Dong, Roth & Su 2019, Cor. 2.13); 0 for μ <= 0."""
+    if mu <= 0:
+        return 0.0
+
+    def delta_at(epsilon: float) -> float:
+        return float(
+            stats.norm.cdf(-epsilon / mu + mu / 2)
+            - math.exp(epsilon) * stats.norm.cdf(-epsilon / mu - mu / 2)
+        )
+
+    if delta_at(0.0) <= delta:
+        return 0.0
+    low, high = 0.0, 1.0
+    while delta_at(high) > delta:
+        high *= 2.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if delta_at(mid) > delta else (low, mid)
+    return high

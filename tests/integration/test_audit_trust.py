@@ -293,3 +293,22 @@ def test_no_device_private_key_outside_its_state_dir(honest_run):
     for env in ("FEDMER_COORDINATOR_KEY", "FEDMER_OPERATOR_KEY"):
         key = Path(os.environ[env])
         assert key.is_file() and run not in key.parents
+
+
+@pytest.mark.parametrize("fraction,code", [(1.0, 0), (0.25, 1)], ids=["honest", "quarter-noise"])
+def test_the_empirical_audit_of_the_deployed_setting_can_fail(honest_run, tmp_path, fraction, code):
+    run, _ = honest_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "audit", "--empirical", str(run / "ledger"),
+         "--canaries", "2000", "--applied-noise-fraction", str(fraction),
+         "--report", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "empirical_audit.json").read_text())
+    # The audit reproduces the run's own recorded setting, not one of its own.
+    assert result["setting"]["rounds"] == ROUNDS
+    assert result["recomputed_epsilon"] == pytest.approx(
+        result["setting"]["claimed_epsilon"], rel=1e-2
+    )
+    assert ("REFUTES the claim" in proc.stdout) == (code == 1)
