@@ -10,8 +10,10 @@ from pathlib import Path
 from common.privacy.group_privacy import subject_level
 from common.privacy.ledger import history_of
 from common.privacy.ledger_audit import ChainAudit
+from common.privacy.report_page import markdown_page
 
 REPORT_FILE = "audit_report.md"
+HTML_REPORT_FILE = "audit_report.html"
 
 
 def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
@@ -45,7 +47,7 @@ def write_report(
     run_failures: Sequence[str] = (),
     gaps: Sequence[str] = (),
 ) -> Path:
-    """The Markdown report; ``run_failures`` are what the run manifest contradicts,
+    """The Markdown report (and the same as a self-contained HTML page); ``run_failures`` are what the run manifest contradicts,
     ``gaps`` what could not be checked for lack of a registry or manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = [f for a in audits for f in a.failures] + list(run_failures)
@@ -111,6 +113,8 @@ def write_report(
         md.append("")
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(md) + "\n")
+    # The same report as one self-contained page, plots embedded, for a person to open.
+    (out_dir / HTML_REPORT_FILE).write_text(markdown_page(md, out_dir, "fedmer privacy audit"))
     return path
 
 

@@ -59,6 +59,16 @@ def test_audit_reports_budgets_and_writes_plots(tmp_path, capsys):
     report = (tmp_path / "r" / "audit_report.md").read_text()
     assert "all ledgers verified" in report and "subject-level" in report
     assert (tmp_path / "r" / "epsilon_dev-a_dev-a.png").stat().st_size > 1000
+    page = (tmp_path / "r" / "audit_report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "<table>" in page
+    assert "dev-a" in page and 'src="epsilon' not in page  # embedded, not linked
+
+
+def test_the_html_report_escapes_what_ledgers_contain(tmp_path):
+    from common.privacy.report_page import markdown_page
+
+    page = markdown_page(["# x", "| a | b |", "|---|---|", "| <script> | `c` |"], tmp_path, "t")
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<code>c</code>" in page
 
 
 def _tamper(path, line_no, **changes):
