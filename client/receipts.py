@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 from common.privacy.ledger import FileLines, Ledger, entry_hash
 from common.privacy.manifest_audit import RECEIPT_FORMAT
-from common.privacy.signed_document import DocumentError, read_document
+from common.privacy.signed_document import DocumentError, check_document
 
 RECEIPTS_FILE = "receipts.jsonl"
 COORDINATOR_KEY_FILE = "coordinator.pub"
@@ -31,15 +30,12 @@ log = logging.getLogger(__name__)
 def receipt_problem(state_dir: Path, ledger: Ledger, device_id: str, receipt: str) -> str | None:
     """Why ``receipt`` is not acceptable (None when it is, and then it is kept)."""
     state_dir = Path(state_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "receipt.json"
-        path.write_text(receipt)
-        pinned_path = state_dir / COORDINATOR_KEY_FILE
-        pinned = pinned_path.read_text().strip() if pinned_path.exists() else None
-        try:
-            document = read_document(path, RECEIPT_FORMAT, pinned)
-        except DocumentError as exc:
-            return f"coordinator receipt rejected: {str(exc).split(': ', 1)[-1]}"
+    pinned_path = state_dir / COORDINATOR_KEY_FILE
+    pinned = pinned_path.read_text().strip() if pinned_path.exists() else None
+    try:
+        document = check_document(json.loads(receipt), RECEIPT_FORMAT, pinned, "receipt")
+    except (json.JSONDecodeError, DocumentError) as exc:
+        return f"coordinator receipt rejected: {str(exc).split(': ', 1)[-1]}"
     if document.get("device_id") != device_id:
         return f"coordinator receipt is for device {document.get('device_id')!r}"
     entries = ledger.entries()

@@ -38,21 +38,29 @@ def sign_document(kind: str, body: Mapping[str, Any], key: Ed25519PrivateKey) ->
 
 
 def read_document(path: Path, kind: str, trusted_key: str | None = None) -> dict[str, Any]:
-    """The document at ``path``, checked: its format, its signature, and (when given)
-    that ``trusted_key`` signed it. Raises DocumentError naming the file."""
+    """The document at ``path``, checked as :func:`check_document` does; the errors name the file."""
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DocumentError(f"{path}: cannot be read as JSON ({exc})") from None
+    return check_document(document, kind, trusted_key, str(path))
+
+
+def check_document(
+    document: Any, kind: str, trusted_key: str | None = None, source: str = "document"
+) -> dict[str, Any]:
+    """``document``, checked: its format, its signature, and (when given) that
+    ``trusted_key`` signed it. Raises DocumentError naming ``source``."""
     if not isinstance(document, dict) or document.get("format") != kind:
-        raise DocumentError(f"{path}: not a {kind} (format {document.get('format')!r})")
+        found = document.get("format") if isinstance(document, dict) else None
+        raise DocumentError(f"{source}: not a {kind} (format {found!r})")
     signer = str(document.get("signed_by", ""))
     if trusted_key is not None and signer != trusted_key:
-        raise DocumentError(f"{path}: signed by {signer[:16]}..., not by the trusted key")
+        raise DocumentError(f"{source}: signed by {signer[:16]}..., not by the trusted key")
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(signer))
         public.verify(base64.b64decode(str(document.get("signature", ""))), _canonical(document))
     except (InvalidSignature, ValueError, TypeError):
-        raise DocumentError(f"{path}: signature invalid (the {kind} was altered)") from None
+        raise DocumentError(f"{source}: signature invalid (the {kind} was altered)") from None
     return document
