@@ -49,7 +49,6 @@ from client.training_round import (
     train_round,
 )
 from common.labels import COMPOSITE_CLASSES
-from common.metrics import confusion_matrix
 from common.models import build_model
 from common.node_config import NodeConfig
 from common.privacy.distributed_noise import MECHANISM as MECHANISM_SKELLAM
@@ -168,11 +167,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     keep_receipt(node.state_dir, state.ledger, data.device_id, ledger_receipt_of(msg.content))
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
-    cm = confusion_matrix(data.labels, predict(model, data.features), len(COMPOSITE_CLASSES))
+    predicted = predict(model, data.features)
     ctx = RoundContext(
         data, node, cfg, state, str(context.run_id), server_round, round_nonce_of(msg.content)
     )
-    released = release_confusion(cm, ctx)
+    released = release_confusion(data.labels, predicted, len(COMPOSITE_CLASSES), ctx)
     if isinstance(released, Refused):
         return _refuse_evaluation(msg, data.device_id, released.refusal, released.ledger_entry)
     return Message(released.to_record(), reply_to=msg)

@@ -9,47 +9,78 @@ multiplier σ. Its privacy is accounted like a DP-SGD step without subsampling
 calibrated once per run for the run's planned releases (one per round), to
 spend ``evaluation-epsilon`` (capped by the device's budget) over them.
 The noise comes from the operating system's secure random source.
+
+At ``dp-unit = subject`` the unit is a held-out subject: each subject counts
+at most ``eval-clips-per-subject`` = m of their clips (the first m in the
+manifest's order, never chosen by label or prediction), so adding or removing
+a subject changes the counts by at most m in L2 norm (all m in one cell at
+worst). The noise is then σ·m per cell, the mechanism
+``gaussian-counts-subject``, accounted with the same (σ, q = 1) history.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 import numpy as np
 
 from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
 from client.training_round import Refused, RoundContext, refuse_and_record, spent_so_far
+from common.metrics import confusion_matrix
 from common.privacy.dp_plan import DPPlan
 from common.privacy.ledger import encode_entry
+from common.privacy.units import SUBJECT, evaluation_mechanism
 from common.wire import EvaluateReply, counts_digest
 
-GAUSSIAN_COUNTS = "gaussian-counts"
 _SECURE = secrets.SystemRandom()
 
 
-def release_confusion(confusion: np.ndarray, ctx: RoundContext) -> EvaluateReply | Refused:
-    """The noised counts, with the signed ledger entry that accounts for them."""
+def counted_clips(subjects: Sequence[str], cap: int) -> np.ndarray:
+    """Indices of the clips counted: each subject's first ``cap`` clips."""
+    seen: dict[str, int] = {}
+    kept = []
+    for i, subject in enumerate(subjects):
+        seen[subject] = seen.get(subject, 0) + 1
+        if seen[subject] <= cap:
+            kept.append(i)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def release_confusion(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int, ctx: RoundContext
+) -> EvaluateReply | Refused:
+    """The noised counts of the device's clips, with the ledger entry that accounts for them."""
     cfg = ctx.cfg
-    # One release per round, each of the whole count vector (q = 1).
-    plan = DPPlan(sample_rate=1.0, steps_per_round=1, planned_rounds=cfg.num_server_rounds)
-    pinned = ctx.state.pinned_sigma(ctx.run_id, GAUSSIAN_COUNTS)
+    mechanism = evaluation_mechanism(cfg.dp_unit)
+    sensitivity = 1
+    if cfg.dp_unit == SUBJECT:
+        sensitivity = cfg.eval_clips_per_subject
+        kept = counted_clips(ctx.data.subjects, sensitivity)
+        labels, predicted = labels[kept], predicted[kept]
+    confusion = confusion_matrix(labels, predicted, num_classes)
+    # One release per round (and one of the starting model), each of the whole
+    # count vector (q = 1).
+    plan = DPPlan(sample_rate=1.0, steps_per_round=1, planned_rounds=cfg.num_server_rounds + 1)
+    pinned = ctx.state.pinned_sigma(ctx.run_id, mechanism)
     # Evaluation has its own target; the device's budget still caps it.
     asked = cfg.replace(target_epsilon=cfg.evaluation_epsilon)
-    terms = mechanism_terms(ctx.node, asked, GAUSSIAN_COUNTS, plan, pinned, cfg.noise_multiplier)
+    terms = mechanism_terms(ctx.node, asked, mechanism, plan, pinned, cfg.noise_multiplier)
     if isinstance(terms, Refusal):
-        return refuse_and_record(ctx, terms, GAUSSIAN_COUNTS, 0.0, 1.0, spent_so_far(ctx))
+        return refuse_and_record(ctx, terms, mechanism, 0.0, 1.0, spent_so_far(ctx))
     history = ctx.state.history()
     decision, refusal = budget_refusal(history, (terms.sigma, 1.0, 1), terms)
     if refusal is not None:
         return refuse_and_record(
-            ctx, refusal, GAUSSIAN_COUNTS, terms.sigma, 1.0, decision.spent, terms.budget
+            ctx, refusal, mechanism, terms.sigma, 1.0, decision.spent, terms.budget
         )
+    scale = terms.sigma * sensitivity
     noised = tuple(
-        tuple(float(count) + _SECURE.gauss(0.0, terms.sigma) for count in row) for row in confusion
+        tuple(float(count) + _SECURE.gauss(0.0, scale) for count in row) for row in confusion
     )
     entry = ctx.record(
         update_hash=counts_digest(noised),
-        mechanism=GAUSSIAN_COUNTS,
+        mechanism=mechanism,
         sigma=terms.sigma,
         q=1.0,
         delta=terms.delta,
@@ -58,6 +89,6 @@ def release_confusion(confusion: np.ndarray, ctx: RoundContext) -> EvaluateReply
         event="release",
         steps=1,
         epsilon=decision.predicted,  # the budget check already composed this release
-        note="",
+        note=f"clips-per-subject<={sensitivity}" if cfg.dp_unit == SUBJECT else "",
     )
-    return EvaluateReply(ctx.data.device_id, noised, terms.sigma, encode_entry(entry))
+    return EvaluateReply(ctx.data.device_id, noised, scale, encode_entry(entry))

@@ -48,9 +48,15 @@ class LocalData:
     features: np.ndarray
     labels: np.ndarray
     skipped: tuple[SkippedClip, ...] = field(default=())
+    # Each clip's subject: the unit user-level DP-SGD samples and clips by.
+    subjects: tuple[str, ...] = field(default=())
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def num_subjects(self) -> int:
+        return len(set(self.subjects))
 
     def describe_emptiness(self) -> str:
         """Why this device has nothing to train on (for the server's log)."""
@@ -138,7 +144,8 @@ def _prepare(
         return LocalData(device_id, role, _empty_features(model), _empty_labels(), all_skipped)
     features = np.stack(inputs).astype(np.float32)
     labels = np.array([COMPOSITE_CLASSES.index(p.record.label) for p in ready], dtype=np.int64)
-    return LocalData(device_id, role, features, labels, all_skipped)
+    subjects = tuple(p.record.subject for p in ready)
+    return LocalData(device_id, role, features, labels, all_skipped, subjects)
 
 
 def _empty_features(model: str) -> np.ndarray:

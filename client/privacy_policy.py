@@ -22,6 +22,7 @@ from common.privacy.accounting import Segment
 from common.privacy.budget import BudgetDecision, check_budget
 from common.privacy.distributed_noise import MECHANISM as MECHANISM_SKELLAM
 from common.privacy.dp_plan import DPPlan
+from common.privacy.units import CLIP, MECHANISM_UNITS, SUBJECT
 from common.run_config import RunConfig
 
 
@@ -72,6 +73,10 @@ def mechanism_terms(
     """
     if mechanism not in node.mechanisms:
         return Refusal("mechanism-not-allowed", f"{mechanism} not in {sorted(node.mechanisms)}")
+    if node.privacy_unit == SUBJECT and MECHANISM_UNITS.get(mechanism, CLIP) == CLIP:
+        return Refusal(
+            "unit-below-policy", f"{mechanism} protects one clip; privacy-unit is subject"
+        )
     if node.epsilon_budget <= 0:
         return Refusal("no-budget", "node config sets no epsilon-budget")
     if cfg.delta > node.max_delta:

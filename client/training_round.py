@@ -20,14 +20,14 @@ from client.dp_training import DPSettings, device_seed, train_with_dp
 from client.local_data import LocalData
 from client.plain_training import LocalSchedule, train_plain
 from client.privacy_policy import Refusal, accounting_delta, budget_refusal, mechanism_terms
+from client.subject_dp_sgd import subject_plan, train_subject_level
 from common.node_config import NodeConfig
 from common.privacy.accounting import epsilon_prv, epsilon_rdp
 from common.privacy.dp_plan import DPPlan, steps_per_epoch
 from common.privacy.ledger import encode_entry
+from common.privacy.units import SUBJECT, training_mechanism
 from common.run_config import RunConfig
 from common.wire import TrainMetrics, arrays_digest
-
-DP_SGD = "dp-sgd"
 
 
 @dataclass(frozen=True)
@@ -81,38 +81,60 @@ def train_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str]
 
 def _private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str] | Refused:
     cfg, data = ctx.cfg, ctx.data
-    plan = DPPlan.for_device(len(data), cfg.batch_size, cfg.local_epochs, cfg.num_server_rounds)
-    pinned = ctx.state.pinned_sigma(ctx.run_id, DP_SGD)
-    terms = mechanism_terms(ctx.node, cfg, DP_SGD, plan, pinned, cfg.noise_multiplier)
+    mechanism = training_mechanism(cfg.dp_unit)
+    by_subject = cfg.dp_unit == SUBJECT
+    if by_subject:
+        # q and steps over the device's subjects: the subject is the record.
+        plan = subject_plan(
+            data.num_subjects, cfg.batch_subjects, cfg.local_epochs, cfg.num_server_rounds
+        )
+    else:
+        plan = DPPlan.for_device(len(data), cfg.batch_size, cfg.local_epochs, cfg.num_server_rounds)
+    pinned = ctx.state.pinned_sigma(ctx.run_id, mechanism)
+    terms = mechanism_terms(ctx.node, cfg, mechanism, plan, pinned, cfg.noise_multiplier)
     if isinstance(terms, Refusal):
-        return refuse_and_record(ctx, terms, DP_SGD, 0.0, plan.sample_rate, spent_so_far(ctx))
+        return refuse_and_record(ctx, terms, mechanism, 0.0, plan.sample_rate, spent_so_far(ctx))
     history = ctx.state.history()
     decision, refusal = budget_refusal(
         history, (terms.sigma, plan.sample_rate, plan.steps_per_round), terms
     )
     if refusal is not None:
         return refuse_and_record(
-            ctx, refusal, DP_SGD, terms.sigma, plan.sample_rate, decision.spent, terms.budget
+            ctx, refusal, mechanism, terms.sigma, plan.sample_rate, decision.spent, terms.budget
         )
     # Secret sampling unless the operator switched on the non-private debug mode.
     seed = None
     if ctx.node.seeded_sampling:
         seed = device_seed(cfg.seed, ctx.server_round, data.device_id)
-    result = train_with_dp(
-        model,
-        data.features,
-        data.labels,
-        epochs=cfg.local_epochs,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        dp=DPSettings(terms.sigma, cfg.max_grad_norm, terms.delta),
-        history=history,
-        seed=seed,
-    )
+    dp = DPSettings(terms.sigma, cfg.max_grad_norm, terms.delta)
+    if by_subject:
+        result = train_subject_level(
+            model,
+            data.features,
+            data.labels,
+            data.subjects,
+            plan=plan,
+            learning_rate=cfg.learning_rate,
+            dp=dp,
+            history=history,
+            seed=seed,
+        )
+    else:
+        result = train_with_dp(
+            model,
+            data.features,
+            data.labels,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            dp=dp,
+            history=history,
+            seed=seed,
+        )
     # fsynced before the reply leaves: an acknowledged spend is never lost.
     entry = ctx.record(
         update_hash=ctx.model_digest(model),
-        mechanism=DP_SGD,
+        mechanism=mechanism,
         sigma=terms.sigma,
         q=plan.sample_rate,
         delta=terms.delta,

@@ -22,8 +22,12 @@ from typing import Any
 TRAIN, HELDOUT = "train", "heldout"
 ROLES = (TRAIN, HELDOUT)
 NODE_CONFIG_FILE = "node-config.json"
-MECHANISMS = frozenset({"dp-sgd", "gaussian-counts", "skellam-share"})
-PRIVACY_UNITS = ("clip",)
+MECHANISMS = frozenset(
+    {"dp-sgd", "dp-sgd-subject", "gaussian-counts", "gaussian-counts-subject", "skellam-share"}
+)
+# The smallest unit a device lets its ε protect: "clip" accepts clip- and
+# subject-level mechanisms, "subject" refuses every clip-level one.
+PRIVACY_UNITS = ("clip", "subject")
 
 
 class NodeConfigError(ValueError):
@@ -50,9 +54,11 @@ class NodeConfig:
     epsilon_budget: float = 0.0
     max_delta: float = 1e-5
     min_noise_multiplier: float = 0.5
-    allowed_mechanisms: str = "dp-sgd,gaussian-counts,skellam-share"
-    # The unit every ε of this device protects. "clip" is what DP-SGD over
-    # clips gives; a subject-level mechanism is not built yet.
+    allowed_mechanisms: str = (
+        "dp-sgd,dp-sgd-subject,gaussian-counts,gaussian-counts-subject,skellam-share"
+    )
+    # The smallest unit this device's ε may protect: "subject" refuses any
+    # clip-level mechanism (dp-sgd, gaussian-counts), whatever the run asks.
     privacy_unit: str = "clip"
     # Whether this device may train without DP-SGD (a non-private baseline).
     allow_non_private: bool = False

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from common.privacy.units import DP_UNITS
+
 COORDINATOR, DEVICE, SIMULATION = "coordinator", "device", "simulation"
 SIDES = (COORDINATOR, DEVICE, SIMULATION)
 
@@ -36,7 +38,7 @@ def _key(default: Any, side: str, help: str) -> Any:
 class RunConfig:
     """Everything a federated run needs to know, on both sides."""
 
-    num_server_rounds: int = _key(12, COORDINATOR, "federated rounds")
+    num_server_rounds: int = _key(6, COORDINATOR, "federated rounds")
     local_epochs: int = _key(2, DEVICE, "passes over the local clips per round")
     batch_size: int = _key(8, DEVICE, "expected batch size (Poisson sampling rate = batch / clips)")
     learning_rate: float = _key(0.5, DEVICE, "local SGD step size")
@@ -48,6 +50,24 @@ class RunConfig:
         DEVICE,
         "train with DP-SGD; false trains without noise or clipping, which a device "
         "accepts only if its node config sets allow-non-private",
+    )
+    dp_unit: str = _key(
+        "subject",
+        DEVICE,
+        "the unit DP-SGD and evaluation protect: subject (user-level DP-SGD, "
+        "each step clips a sampled subject's summed gradient; held-out counts at "
+        "subject sensitivity) or clip",
+    )
+    batch_subjects: int = _key(
+        4,
+        DEVICE,
+        "dp-unit subject: expected subjects per step (Poisson rate = this / the device's subjects)",
+    )
+    eval_clips_per_subject: int = _key(
+        12,
+        DEVICE,
+        "dp-unit subject: clips of each held-out subject counted at most (the "
+        "L2 sensitivity of the released counts; the rest are not counted)",
     )
     target_epsilon: float = _key(
         8.0,
@@ -88,7 +108,13 @@ class RunConfig:
     seed: int = _key(
         0, COORDINATOR, "seed of the initial model, the cohort and the held-out draw (never noise)"
     )
-    min_nodes: int = _key(16, COORDINATOR, "devices that must answer the census before round 1")
+    initial_model: str = _key(
+        "",
+        COORDINATOR,
+        "starting weights (a saved state dict; empty = random from seed); a "
+        "pretraining.json beside it says what public data made them",
+    )
+    min_nodes: int = _key(4, COORDINATOR, "devices that must answer the census before round 1")
     census_settle: float = _key(
         2.0, COORDINATOR, "seconds with no new device before the census is taken"
     )
@@ -102,11 +128,24 @@ class RunConfig:
         0.0, COORDINATOR, "reject updates farther than this (L2) from the global model (0 = off)"
     )
     num_heldout_subjects: int = _key(
-        4, SIMULATION, "subjects held out of training, evaluated every round"
+        16, SIMULATION, "subjects held out of training, evaluated every round"
     )
-    cohort_subjects: int = _key(16, SIMULATION, "synthetic cohort: number of subjects")
+    silos: int = _key(
+        3,
+        SIMULATION,
+        "0 = cross-device (one device per subject); N = cross-silo: the training "
+        "subjects spread over N lab devices, the held-out subjects on one device",
+    )
+    pretrain_subjects: int = _key(
+        2,
+        SIMULATION,
+        "public pretraining: synthetic subjects (from a seed no cohort uses) the "
+        "starting model is trained on, at no privacy cost (0 = random start)",
+    )
+    pretrain_epochs: int = _key(1, SIMULATION, "public pretraining: epochs of plain SGD")
+    cohort_subjects: int = _key(64, SIMULATION, "synthetic cohort: number of subjects")
     cohort_clips_per_class: int = _key(
-        8, SIMULATION, "synthetic cohort: clips per class and subject"
+        4, SIMULATION, "synthetic cohort: clips per class and subject"
     )
     data_manifest: str = _key("", SIMULATION, "generic manifest CSV (empty = synthetic cohort)")
     simulation_dir: str = _key(
@@ -117,6 +156,13 @@ class RunConfig:
     )
     cache_dir: str = _key("", SIMULATION, "feature cache (empty = $FEDMER_CACHE/features)")
     out_dir: str = _key("", COORDINATOR, "run folder (empty = runs/<run-id>)")
+
+    def __post_init__(self) -> None:
+        if self.dp_unit not in DP_UNITS:
+            raise ValueError(f"run config dp-unit={self.dp_unit!r} must be one of {DP_UNITS}")
+        for key in ("batch_subjects", "eval_clips_per_subject"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"run config {flag_name(key)}={getattr(self, key)} must be >= 1")
 
     @classmethod
     def from_flower(cls, run_config: Mapping[str, Any]) -> RunConfig:

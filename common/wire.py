@@ -211,6 +211,8 @@ DECLINE_CODES = {
     "not-a-held-out-device": "only held-out devices evaluate",
     "non-private-not-allowed": "training without DP-SGD is outside the device's policy",
     "mechanism-not-allowed": "the mechanism is not among the device's allowed mechanisms",
+    "unit-below-policy": "the run asks for a clip-level mechanism; the device protects subjects",
+    "too-few-subjects": "user-level DP-SGD needs at least one subject on the device",
     "delta-above-policy": "the run's delta is above the device's maximum delta",
     "noise-below-policy": "the noise multiplier is below the device's minimum",
     "no-budget": "the device has no epsilon budget in its node config",

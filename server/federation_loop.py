@@ -154,6 +154,32 @@ def run_rounds(
     return arrays
 
 
+def evaluate_starting_model(
+    grid: Grid,
+    strategy: Strategy,
+    arrays: ArrayRecord,
+    census: Census,
+    settings: FederationSettings,
+    ledger: ServerLedger,
+    run_id: str,
+) -> dict[str, Any]:
+    """Round 0: the held-out metrics of the model before any federated round.
+
+    With a pretrained start this shows what federated training itself adds.
+    The held-out devices account for this release like any other.
+    """
+    turn = RoundTurn(run_id, 0, secrets.token_hex(16))
+    ledger.start_round(0, turn.nonce)
+    metrics = _evaluate_round(grid, strategy, arrays, census, turn, settings, ledger)
+    ledger.write_manifest(run_id)
+    return {
+        "round": 0,
+        **{k: metrics[k] for k in ("uf1", "uar", "accuracy", "confusion")},
+        "released": metrics.get("released"),
+        "heldout_noise_std": metrics.get("noise_std", {}),
+    }
+
+
 def _train_round(
     grid: Grid,
     strategy: Strategy,

@@ -86,6 +86,15 @@ class ServerLedger:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", device_id) or "unnamed"
         return self.root / DEVICE_LEDGERS / f"{safe}.jsonl"
 
+    def device_entries(self) -> dict[str, list[dict[str, Any]]]:
+        """Every device's kept entries of this run, by device id."""
+        kept: dict[str, list[dict[str, Any]]] = {}
+        for path in sorted((self.root / DEVICE_LEDGERS).glob("*.jsonl")):
+            entries = [decode_entry(line) for line in path.read_text().splitlines() if line]
+            if entries:
+                kept[str(entries[0]["device_id"])] = entries
+        return kept
+
     def paths(self) -> list[Path]:
         return [self.root / SERVER_LEDGER, *sorted((self.root / DEVICE_LEDGERS).glob("*.jsonl"))]
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
 def plot_rounds(rounds: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Two y-axes: utility (left) and cumulative sample-level epsilon (right)."""
+    """Two y-axes: utility (left) and cumulative ε (right), person-level first.
+
+    A round 0 entry (the starting model, evaluated before any federated round)
+    is plotted at x = 0 with no spend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display on devices and CI
@@ -23,8 +28,19 @@ def plot_rounds(rounds: Sequence[dict[str, Any]], path: Path, title: str = "") -
     ax.set_ylabel("UF1 / UAR")
     ax.set_ylim(0, 1)
     ax2 = ax.twinx()
-    ax2.plot(xs, [r["epsilon"] for r in rounds], "^--", color="tab:red", label="ε (worst device)")
-    ax2.set_ylabel("cumulative sample-level ε (RDP)", color="tab:red")
+    person = [r.get("person_epsilon", 0.0) for r in rounds]
+    if any(math.isfinite(p) for p in person):
+        finite = [p if math.isfinite(p) else float("nan") for p in person]
+        ax2.plot(xs, finite, "^-", color="tab:red", label="ε per person (worst subject)")
+    ax2.plot(
+        xs,
+        [r.get("epsilon", 0.0) for r in rounds],
+        "v--",
+        color="tab:orange",
+        alpha=0.7,
+        label="ε in the device's unit (worst device)",
+    )
+    ax2.set_ylabel("cumulative ε (RDP)", color="tab:red")
     ax2.set_ylim(bottom=0)  # an axis starting above 0 would exaggerate the growth
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()

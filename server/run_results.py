@@ -26,14 +26,19 @@ FINAL_KEYS = ("round", "uf1", "uar", "accuracy", "confusion", "released", "heldo
 PLOT_FILE = "rounds.png"
 
 PRIVACY_NOTE = (
-    "epsilon is sample-level (per clip) DP-SGD, cumulative over all rounds, "
-    "reported by the RDP accountant (epsilon_prv: PRV second opinion), and "
-    "holds against the coordinator too: batches are sampled and noise drawn "
-    "from each device's secret random source. It is not subject-level: a "
-    "subject with k clips is a group of k records. Held-out metrics are "
-    "computed from Gaussian-noised counts, each device accounting for them in "
-    "its own ledger. client_level is a separate guarantee for a device's whole "
-    "participation."
+    "person_level is the headline: for each device, the (ε, δ) its ledger gives "
+    "each of its subjects, recomputed by the coordinator from the (σ, q, steps) "
+    "of the signed entries the device sent in this run (a device that also spent "
+    "in earlier runs carries that too: audit its own ledger). It is finite only "
+    "when every spend protects a whole subject (user-level DP-SGD, dp-sgd-subject; "
+    "held-out counts at subject sensitivity, gaussian-counts-subject) and holds "
+    "against everyone, the coordinator included: subjects are sampled and noise "
+    "drawn from each device's secret random source. devices.*.epsilon is the "
+    "device's own cumulative figure in its mechanism's unit (per clip for dp-sgd, "
+    "per subject for dp-sgd-subject), by the RDP accountant (epsilon_prv: PRV "
+    "second opinion). Held-out metrics are computed from Gaussian-noised counts, "
+    "each device accounting for them in its own ledger. client_level is a "
+    "separate guarantee for a device's whole participation."
 )
 
 
@@ -45,6 +50,12 @@ class RunResults:
     privacy: dict[str, Any] = field(default_factory=dict)
     devices: dict[str, Any] = field(default_factory=dict)
     client_level: dict[str, Any] = field(default_factory=dict)
+    # device id -> PersonLevel.as_dict(), from the kept ledger entries.
+    person_level: dict[str, Any] = field(default_factory=dict)
+    # The held-out evaluation of the starting model, before any federated round.
+    round_0: dict[str, Any] = field(default_factory=dict)
+    # Where the starting model came from (public pretraining), when not random.
+    pretraining: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
     # Why this run's figures protect no one (seeded sampling, DP-SGD off); empty = private.
     not_private_because: list[str] = field(default_factory=list)
@@ -61,8 +72,11 @@ class RunResults:
             "classes": self.classes,
             "rounds": self.rounds,
             "final": final,
+            "round_0": self.round_0,
+            "pretraining": self.pretraining,
             "privacy": {
-                "unit": "sample-level (one clip)",
+                "headline": person_headline(self.person_level, self.not_private_because),
+                "person_level": self.person_level,
                 "private": not self.not_private_because,
                 "not_private_because": self.not_private_because,
                 "accountant": "rdp",
@@ -79,6 +93,27 @@ class RunResults:
         path = out_dir / RESULTS_FILE
         write_json_atomic(path, self.to_json())
         return path
+
+
+def worst_person_epsilon(person_level: dict[str, Any]) -> float:
+    """The largest person-level ε of any device (0 before anything was spent)."""
+    return max((float(p["epsilon"]) for p in person_level.values()), default=0.0)
+
+
+def person_headline(person_level: dict[str, Any], not_private_because: list[str]) -> dict[str, Any]:
+    """The worst person-level (ε, δ), the device it belongs to, and against whom it holds."""
+    if not person_level:
+        return {"unit": "person (subject)", "epsilon": 0.0, "delta": None, "device": None}
+    device, worst = max(person_level.items(), key=lambda kv: float(kv[1]["epsilon"]))
+    epsilon = float(worst["epsilon"]) if not not_private_because else float("inf")
+    return {
+        "unit": "person (subject)",
+        "epsilon": epsilon,
+        "delta": max(float(p["delta"]) for p in person_level.values()),
+        "device": device,
+        "against": worst["against"],
+        "devices": len(person_level),
+    }
 
 
 def save_model(state_dict: dict[str, torch.Tensor], out_dir: Path, name: str = MODEL_FILE) -> Path:

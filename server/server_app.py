@@ -20,6 +20,7 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
+from common.privacy.person_level import person_level
 from common.run_config import RunConfig
 from server.census import Census, take_census, wait_for_nodes
 from server.checkpoint import (
@@ -34,13 +35,15 @@ from server.federation_loop import (
     FederationSettings,
     PrivacyControls,
     RoundOutcome,
+    evaluate_starting_model,
     run_rounds,
 )
 from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
 from server.round_plot import plot_rounds
-from server.run_results import PLOT_FILE, RunResults, save_model
+from server.run_results import PLOT_FILE, RunResults, save_model, worst_person_epsilon
 from server.secagg_round import SecAggSettings
+from server.starting_model import load_starting_model
 from server.strategies import StrategySettings, build_strategy
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,9 @@ def main(grid: Grid, context: Context) -> None:
         num_train_nodes=len(census.nodes_with_role("train")),
     )
     results = RunResults(config=cfg.to_flower(), classes=list(COMPOSITE_CLASSES))
+    if cfg.initial_model:
+        results.pretraining = load_starting_model(model, Path(cfg.initial_model))
+        _say(f"starting from {cfg.initial_model}: {results.pretraining.get('summary', '')}")
     tracker = PrivacyTracker()
     arrays = ArrayRecord(model.state_dict())
     checkpoints = CheckpointStore(out_dir)
@@ -82,20 +88,38 @@ def main(grid: Grid, context: Context) -> None:
         # round is trained twice and no epsilon is reset or counted twice.
         arrays = record_from_arrays(resumed.arrays)
         results.rounds = list(resumed.results.get("rounds", []))
+        results.round_0 = dict(resumed.results.get("round_0", {}))
         tracker.restore(resumed.results.get("privacy", {}).get("devices", {}))
         client_dp.load_state_dict(resumed.client_accountant)
         start_round = resumed.next_round
         _say(f"resuming at round {start_round} from {checkpoints.directory}")
 
+    settings = FederationSettings(
+        num_rounds=cfg.num_server_rounds,
+        num_classes=len(COMPOSITE_CLASSES),
+        timeout=cfg.round_timeout,
+        start_round=start_round,
+        max_update_norm=cfg.max_update_norm,
+    )
+
     def on_round(outcome: RoundOutcome, latest: Census) -> None:
-        results.add_round(outcome.as_entry())
+        results.person_level = {
+            device: person_level(entries, cfg.delta).as_dict()
+            for device, entries in ledger.device_entries().items()
+        }
+        entry = outcome.as_entry()
+        entry["person_epsilon"] = worst_person_epsilon(results.person_level)
+        results.add_round(entry)
         results.privacy = tracker.as_dict()
         results.client_level = client_dp.as_dict()
         results.devices = {d.device_id: d.role for d in latest.devices.values()}
         results.not_private_because = _not_private_because(cfg, latest)
         save_model(outcome.arrays.to_torch_state_dict(), out_dir)
         results.save(out_dir)
-        plot_rounds(results.rounds, out_dir / PLOT_FILE)
+        plot_rounds(
+            [results.round_0, *results.rounds] if results.round_0 else results.rounds,
+            out_dir / PLOT_FILE,
+        )
         checkpoints.save(
             Checkpoint(
                 round=outcome.round,
@@ -106,21 +130,23 @@ def main(grid: Grid, context: Context) -> None:
                 config_fingerprint=fingerprint,
             )
         )
-        _progress(outcome, cfg.num_server_rounds)
+        _progress(outcome, entry["person_epsilon"], cfg.num_server_rounds)
 
+    if start_round == 1:
+        results.round_0 = evaluate_starting_model(
+            grid, strategy, arrays, census, settings, ledger, str(context.run_id)
+        )
+        _say(
+            f"round  0/{cfg.num_server_rounds}  held-out UF1 {results.round_0['uf1']:.3f}  "
+            f"UAR {results.round_0['uar']:.3f}  (the starting model)"
+        )
     try:
         run_rounds(
             grid,
             strategy,
             arrays,
             census,
-            FederationSettings(
-                num_rounds=cfg.num_server_rounds,
-                num_classes=len(COMPOSITE_CLASSES),
-                timeout=cfg.round_timeout,
-                start_round=start_round,
-                max_update_norm=cfg.max_update_norm,
-            ),
+            settings,
             tracker,
             on_round,
             privacy,
@@ -133,9 +159,12 @@ def main(grid: Grid, context: Context) -> None:
     final = results.to_json()["final"]
     if not results.rounds:
         return
+    headline = results.to_json()["privacy"]["headline"]
     _say(
         f"done: final held-out UF1 {final['uf1']:.3f} UAR {final['uar']:.3f}; "
-        f"worst-device sample-level ε {tracker.worst_epsilon():.2f} (δ={cfg.delta:g}); "
+        f"person-level ε {headline['epsilon']:.2f} (δ={cfg.delta:g}, worst subject, "
+        f"against {headline.get('against', 'everyone')}); "
+        f"device-reported ε in each mechanism's unit {tracker.worst_epsilon():.2f}; "
         f"results in {out_dir}"
     )
 
@@ -179,7 +208,7 @@ def _announce(census: Census, out_dir: Path) -> None:
     )
 
 
-def _progress(outcome: RoundOutcome, num_rounds: int) -> None:
+def _progress(outcome: RoundOutcome, person_epsilon: float, num_rounds: int) -> None:
     extra = ""
     if outcome.declined:
         extra += f", {len(outcome.declined)} declined"
@@ -188,7 +217,7 @@ def _progress(outcome: RoundOutcome, num_rounds: int) -> None:
     _say(
         f"round {outcome.round:>2}/{num_rounds}  held-out UF1 {outcome.metrics['uf1']:.3f}  "
         f"UAR {outcome.metrics['uar']:.3f}  acc {outcome.metrics['accuracy']:.3f}  "
-        f"ε(worst device, sample-level) {outcome.epsilon:.2f}  "
+        f"ε(person, worst) {person_epsilon:.2f}  ε(device unit) {outcome.epsilon:.2f}  "
         f"[{len(outcome.trained)} trained{extra}, {outcome.seconds:.1f}s]"
     )
 

@@ -51,6 +51,7 @@ class SimulatedDevice:
     dataset: str
     role: str
     node_config: NodeConfig
+    subjects: tuple[str, ...] = ()  # every subject the device holds (one, or a lab's)
 
 
 def device_id_for(partition_id: int) -> str:
@@ -58,16 +59,33 @@ def device_id_for(partition_id: int) -> str:
     return f"sim-{partition_id:03d}"
 
 
-def heldout_assignment(manifest: Path, num_heldout: int, seed: int) -> list[tuple[str, str]]:
-    """(subject, role) per device: training subjects first, then the seeded held-out draw."""
+# What one simulated device holds: one subject, or (a lab) several, and its role.
+Assignment = tuple[str | tuple[str, ...], str]
+
+
+def heldout_assignment(
+    manifest: Path, num_heldout: int, seed: int, silos: int = 0
+) -> list[Assignment]:
+    """(subjects, role) per device: training devices first, then the seeded held-out draw.
+
+    ``silos`` 0 is cross-device: one device per subject, held-out subjects too.
+    ``silos`` N > 0 is cross-silo: the training subjects are dealt round-robin
+    (in sorted order) to N lab devices, and the held-out subjects sit on one
+    held-out device, whose counts then carry one noise draw, not one per subject.
+    """
     table = read_manifest(manifest)
     split = split_subjects({c.subject for c in table.clips}, num_heldout, seed)
-    return [(s, TRAIN) for s in split.train] + [(s, HELDOUT) for s in split.heldout]
+    if silos <= 0:
+        return [(s, TRAIN) for s in split.train] + [(s, HELDOUT) for s in split.heldout]
+    if silos > len(split.train):
+        raise ValueError(f"silos={silos} is more than the {len(split.train)} training subjects")
+    labs = [tuple(split.train[i::silos]) for i in range(silos)]
+    return [(lab, TRAIN) for lab in labs] + [(tuple(split.heldout), HELDOUT)]
 
 
 def materialize_devices(
     manifest: Path,
-    assignment: Sequence[tuple[str, str]],
+    assignment: Sequence[Assignment],
     root: Path,
     *,
     cache_dir: str = "",
@@ -94,10 +112,13 @@ def materialize_devices(
     root = Path(root).resolve()
     devices = []
     enrolments = []
-    for partition_id, (subject, role) in enumerate(assignment):
-        clips = by_subject.get(subject)
-        if not clips:
-            raise ValueError(f"{manifest}: subject {subject!r} has no clips")
+    for partition_id, (held, role) in enumerate(assignment):
+        subjects = (held,) if isinstance(held, str) else tuple(held)
+        clips = []
+        for subject in subjects:
+            if not by_subject.get(subject):
+                raise ValueError(f"{manifest}: subject {subject!r} has no clips")
+            clips.extend(by_subject[subject])
         folder = simulated_node_config_path(root, partition_id).parent
         folder.mkdir(parents=True, exist_ok=True)
         write_manifest(folder / "manifest.csv", clips)
@@ -116,8 +137,11 @@ def materialize_devices(
         # The device creates its own ledger key in its own state dir; the harness,
         # as the operator, sees only the public half (its enrolment).
         enrolments.append(enrol(Path(node.state_dir), node.device_id, with_auth_key=False))
+        name = subjects[0] if len(subjects) == 1 else f"lab-{partition_id:02d}"
         devices.append(
-            SimulatedDevice(partition_id, node.device_id, subject, clips[0].dataset, role, node)
+            SimulatedDevice(
+                partition_id, node.device_id, name, clips[0].dataset, role, node, subjects
+            )
         )
     index = [{**asdict(d), "node_config": d.node_config.to_flower()} for d in devices]
     (root / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")

@@ -25,10 +25,12 @@ from common.run_config import RunConfig
 from server.operator_registry import REGISTRY_FILE
 from simulations.device_folders import (
     DEFAULT_EPSILON_BUDGET,
+    Assignment,
     SimulatedDevice,
     heldout_assignment,
     materialize_devices,
 )
+from simulations.public_pretraining import with_public_start
 
 TRANSPORTS = ("in-process", "simulation")
 
@@ -37,15 +39,16 @@ def prepare_federation(
     cfg: RunConfig,
     manifest: Path,
     out_dir: Path,
-    assignment: Sequence[tuple[str, str]] | None = None,
+    assignment: Sequence[Assignment] | None = None,
     policy: Mapping[str, Any] | None = None,
 ) -> tuple[RunConfig, list[SimulatedDevice]]:
     """Write the devices' folders under ``out_dir/devices`` and, as their operator, the
     signed key registry of their public keys (``out_dir/registry.json``); returns the
     run config that points at them.
 
-    ``assignment`` is (subject, role) per device; by default one device per
-    subject with ``num-heldout-subjects`` of them held out, drawn by seed.
+    ``assignment`` is (subjects, role) per device; by default one device per
+    subject (or, with ``silos``, one per lab) with ``num-heldout-subjects`` of
+    them held out, drawn by seed.
     Each training device's ε budget is the run's ``epsilon-budget``, else its
     ``target-epsilon``, else :data:`DEFAULT_EPSILON_BUDGET`; each held-out
     device's is the run's ``evaluation-epsilon``; ``policy``
@@ -53,8 +56,9 @@ def prepare_federation(
     ``allow_non_private`` for a non-private baseline).
     """
     out_dir = Path(out_dir).resolve()
+    cfg = with_public_start(cfg)
     if assignment is None:
-        assignment = heldout_assignment(manifest, cfg.num_heldout_subjects, cfg.seed)
+        assignment = heldout_assignment(manifest, cfg.num_heldout_subjects, cfg.seed, cfg.silos)
     devices = materialize_devices(
         manifest,
         assignment,

@@ -24,6 +24,19 @@ def total_steps(history: Iterable[Segment]) -> int:
     return sum(int(steps) for _, _, steps in history)
 
 
+def merge_segment(history: Sequence[Segment], segment: Segment) -> list[Segment]:
+    """``history`` with ``segment``'s steps added, merged into a segment of the same (σ, q)."""
+    sigma, q, steps = float(segment[0]), float(segment[1]), int(segment[2])
+    merged, found = [], False
+    for s, r, n in history:
+        if float(s) == sigma and float(r) == q:
+            merged.append((sigma, q, int(n) + steps))
+            found = True
+        else:
+            merged.append((float(s), float(r), int(n)))
+    return merged if found else [*merged, (sigma, q, steps)]
+
+
 def epsilon_rdp(history: Sequence[Segment], delta: float) -> float:
     """Cumulative epsilon from Renyi DP (the figure fedmer reports).
 
@@ -59,7 +72,10 @@ def epsilon_prv(history: Sequence[Segment], delta: float) -> float:
         return math.inf
     accountant = PRVAccountant()
     accountant.history = [(float(s), float(q), int(n)) for s, q, n in history]
-    return float(accountant.get_epsilon(delta=delta))
+    # At q = 1 (a release without subsampling) Opacus' PRV takes log(1 - q) = -inf
+    # on the way to a correct result; the warning it prints is noise.
+    with np.errstate(divide="ignore"):
+        return float(accountant.get_epsilon(delta=delta))
 
 
 def _noiseless(history: Sequence[Segment]) -> bool:

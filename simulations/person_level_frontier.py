@@ -1,0 +1,124 @@
+"""The person-level frontier: held-out utility against the ε each person gets.
+
+One point is one complete federation (the real ServerApp and ClientApp over
+the in-process transport) at ``dp-unit = subject``: user-level DP-SGD on every
+device, held-out counts at subject sensitivity. For each point the harness
+also scores the starting model and the final model on the held-out subjects
+*exactly* (from their features, in the harness, released by no one), so the
+frontier is not blurred by the evaluation noise; the run's own, noised
+figures are listed beside them.
+
+    python -m simulations.person_level_frontier --subjects 64 --silos 3 \\
+        --epsilons 1,2,4,8,inf --pretrain 0,8 --out docs/figures/frontier.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from client.dp_training import predict
+from client.local_data import load_local_data
+from common.labels import COMPOSITE_CLASSES
+from common.metrics import confusion_matrix, uar, uf1
+from common.models import build_model
+from common.node_config import HELDOUT
+from common.results_schema import MODEL_FILE
+from common.run_config import RunConfig
+from simulations.default_cohort import cohort_manifest
+from simulations.federation import prepare_federation, run_federation
+
+
+def exact_heldout(cfg: RunConfig, devices: list[Any], weights: dict[str, torch.Tensor]) -> dict:
+    """UF1 and UAR of ``weights`` on every held-out clip, computed in the harness."""
+    model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
+    model.load_state_dict(weights)
+    labels, predicted = [], []
+    for device in devices:
+        if device.role != HELDOUT:
+            continue
+        data = load_local_data(device.node_config, cfg.model)
+        labels.append(data.labels)
+        predicted.append(predict(model, data.features))
+    cm = confusion_matrix(np.concatenate(labels), np.concatenate(predicted), 3)
+    return {"uf1": uf1(cm), "uar": uar(cm), "clips": int(cm.sum())}
+
+
+def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """One federation; its person-level ε and its exact and released held-out figures."""
+    started = time.monotonic()
+    manifest = cohort_manifest(cfg, workers=2)
+    policy = None if cfg.dp_sgd else {"allow_non_private": True}
+    cfg, devices = prepare_federation(cfg, manifest, out_dir, policy=policy)
+    torch.manual_seed(cfg.seed)
+    start = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
+    if cfg.initial_model:
+        start.load_state_dict(torch.load(cfg.initial_model, weights_only=True))
+    run_federation(cfg, devices, transport="in-process")
+    results = json.loads((out_dir / "results.json").read_text())
+    final = torch.load(out_dir / MODEL_FILE, weights_only=True)
+    return {
+        "subjects": cfg.cohort_subjects,
+        "silos": cfg.silos,
+        "target_epsilon": cfg.target_epsilon if cfg.dp_sgd else math.inf,
+        "pretrain_subjects": cfg.pretrain_subjects,
+        "person_epsilon": results["privacy"]["headline"]["epsilon"],
+        "delta": cfg.delta,
+        "round_0_exact": exact_heldout(cfg, devices, start.state_dict()),
+        "final_exact": exact_heldout(cfg, devices, final),
+        "final_released": {k: results["final"][k] for k in ("uf1", "uar")},
+        "round_0_released": {k: results["round_0"].get(k) for k in ("uf1", "uar")},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--subjects", default="64", help="cohort sizes, comma-separated")
+    p.add_argument("--silos", type=int, default=3, help="lab devices (0 = one per subject)")
+    p.add_argument("--heldout", type=int, default=16, help="held-out subjects")
+    p.add_argument("--epsilons", default="1,2,4,8,inf", help="person-level targets")
+    p.add_argument("--pretrain", default="0,8", help="public pretraining subjects (0 = none)")
+    p.add_argument("--rounds", type=int, default=RunConfig.num_server_rounds)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="JSON of every point")
+    args = p.parse_args(argv)
+    points = []
+    for subjects in (int(s) for s in args.subjects.split(",")):
+        for pretrain in (int(s) for s in args.pretrain.split(",")):
+            for eps in (float(s) for s in args.epsilons.split(",")):
+                cfg = RunConfig(
+                    cohort_subjects=subjects,
+                    silos=args.silos,
+                    num_heldout_subjects=args.heldout,
+                    pretrain_subjects=pretrain,
+                    num_server_rounds=args.rounds,
+                    seed=args.seed,
+                    dp_sgd=math.isfinite(eps),
+                    target_epsilon=eps if math.isfinite(eps) else 8.0,
+                    evaluation_epsilon=8.0,
+                )
+                with tempfile.TemporaryDirectory() as tmp:
+                    point = run_point(cfg, Path(tmp) / "run")
+                point["command_args"] = (
+                    f"--subjects {subjects} --silos {args.silos} --heldout {args.heldout} "
+                    f"--epsilons {eps:g} --pretrain {pretrain} --rounds {args.rounds} "
+                    f"--seed {args.seed}"
+                )
+                points.append(point)
+                print(json.dumps(point), flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(points, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
