@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.empirical:
         return _empirical(args)
-    from common.privacy.audit_report import budget_lines, write_report
+    from common.privacy.audit_report import budget_lines, person_levels, write_report
     from common.privacy.ledger_audit import DEFAULT_MAX_DELTA, DEFAULT_RTOL, audit_chain
     from common.privacy.manifest_audit import manifest_problems, missing_inputs
 
@@ -118,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {exc}")
         return 1
     audits = [audit_chain(p, rtol, registry, max_delta) for p in paths]
+    people = person_levels(audits)
+    if people:
+        name, worst = max(people.items(), key=lambda kv: kv[1].epsilon)
+        print(
+            f"person-level ε (worst subject): {worst.epsilon:.4f} at δ={worst.delta:g} "
+            f"({name}; against {worst.against})"
+        )
     for line in budget_lines(audits):
         print(line)
     run_failures = manifest_problems(manifest, root, paths) if manifest is not None else []

@@ -40,9 +40,12 @@ def render_report(
     results: Mapping[str, Any], budgets: Mapping[str, float], title: str = "fedmer run"
 ) -> str:
     rounds = list(results.get("rounds", []))
+    if results.get("round_0"):
+        rounds = [results["round_0"], *rounds]  # the starting model, before any round
     privacy = results.get("privacy", {})
     sections = [
         _headline(results, privacy),
+        _people_table(privacy),
         _figure("Held-out utility and privacy spend per round", _rounds_png(rounds)),
         _figure("Final released confusion counts (noised)", _confusion_png(results, rounds)),
         _figure("Sample-level ε per device", _spend_png(privacy.get("devices", {}), budgets)),
@@ -57,12 +60,23 @@ def render_report(
 
 def _headline(results: Mapping[str, Any], privacy: Mapping[str, Any]) -> str:
     final = results.get("final") or {}
+    headline = privacy.get("headline") or {}
+    start = results.get("round_0") or {}
     rows = [
+        (
+            "ε per person (worst subject)",
+            f"{_num(headline.get('epsilon'))} at δ = {_num(headline.get('delta'))}",
+        ),
+        ("holds against", str(headline.get("against", "?"))),
         ("rounds completed", str(len(results.get("rounds", [])))),
         ("final held-out UF1", _num(final.get("uf1"))),
         ("final held-out UAR", _num(final.get("uar"))),
-        ("worst device, sample-level ε", _num(privacy.get("worst_epsilon"))),
-        ("privacy unit", str(privacy.get("unit", "?"))),
+        (
+            "starting model (round 0) UF1 / UAR",
+            f"{_num(start.get('uf1'))} / {_num(start.get('uar'))}",
+        ),
+        ("starting model", str((results.get("pretraining") or {}).get("summary", "random"))),
+        ("ε in each device's mechanism unit (worst device)", _num(privacy.get("worst_epsilon"))),
         ("private", "yes" if privacy.get("private") else "NO"),
     ]
     reasons = privacy.get("not_private_because") or []
@@ -74,6 +88,31 @@ def _headline(results: Mapping[str, Any], privacy: Mapping[str, Any]) -> str:
         warning = '<p class="warn">Not private because: ' + html.escape("; ".join(reasons)) + "</p>"
     note = f"<p class='note'>{html.escape(str(privacy.get('note', '')))}</p>"
     return f"<section><h2>Summary</h2><table>{items}</table>{warning}{note}</section>"
+
+
+def _people_table(privacy: Mapping[str, Any]) -> str:
+    """One row per subject (the simulation harness knows who is where; a deployment
+    has one row per device, each of whose subjects gets that guarantee)."""
+    subjects = privacy.get("subjects") or [
+        {"subject": "every subject on the device", "device": d, **p}
+        for d, p in sorted((privacy.get("person_level") or {}).items())
+    ]
+    if not subjects:
+        return ""
+    header = "<tr><th>subject</th><th>device</th><th>role</th><th>mechanisms</th><th>ε</th><th>δ</th><th>against</th></tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.get('subject')))}</td><td>{html.escape(str(r.get('device')))}</td>"
+        f"<td>{html.escape(str(r.get('role', '')))}</td>"
+        f"<td>{html.escape(', '.join(r.get('mechanisms', [])))}</td>"
+        f"<td>{_num(r.get('epsilon'))}</td><td>{_num(r.get('delta'))}</td>"
+        f"<td>{html.escape(str(r.get('against', '')))}</td></tr>"
+        for r in subjects
+    )
+    return (
+        "<section><h2>People</h2><p>The guarantee each subject has, recomputed from the "
+        "signed ledger entries of the device that holds them.</p>"
+        f"<table>{header}{rows}</table></section>"
+    )
 
 
 def _device_table(
@@ -114,12 +153,13 @@ def _client_level(client: Mapping[str, Any]) -> str:
 
 
 def _round_table(rounds: Sequence[Mapping[str, Any]]) -> str:
-    header = "<tr><th>round</th><th>UF1</th><th>UAR</th><th>ε</th><th>trained</th><th>declined</th><th>failed</th><th>seconds</th></tr>"
+    header = "<tr><th>round</th><th>UF1</th><th>UAR</th><th>ε per person</th><th>ε (device unit)</th><th>trained</th><th>declined</th><th>failed</th><th>seconds</th></tr>"
     rows = []
     for r in rounds:
         declined = {**r.get("declined", {}), **r.get("heldout_declined", {})}
         rows.append(
             f"<tr><td>{r.get('round')}</td><td>{_num(r.get('uf1'))}</td><td>{_num(r.get('uar'))}</td>"
+            f"<td>{_num(r.get('person_epsilon'))}</td>"
             f"<td>{_num(r.get('epsilon'))}</td><td>{len(r.get('trained', []))}</td>"
             f"<td>{_pairs(declined)}</td><td>{_pairs(r.get('failed', {}))}</td>"
             f"<td>{_num(r.get('seconds'))}</td></tr>"
@@ -187,9 +227,12 @@ def _rounds_png(rounds: Sequence[Mapping[str, Any]]) -> bytes | None:
     ax.set(xlabel="round", ylabel="UF1 / UAR", ylim=(0, 1))
     ax.xaxis.set_major_locator(_integer_ticks())
     ax2 = ax.twinx()
-    eps = [r["epsilon"] if _finite(r.get("epsilon")) else math.nan for r in rounds]
-    ax2.plot(xs, eps, "^--", color="tab:red", label="ε (worst device)")
-    ax2.set_ylabel("cumulative sample-level ε", color="tab:red")
+    person = [r.get("person_epsilon", 0.0) for r in rounds]
+    person = [p if _finite(p) else math.nan for p in person]
+    ax2.plot(xs, person, "^-", color="tab:red", label="ε per person (worst subject)")
+    eps = [r.get("epsilon", 0.0) if _finite(r.get("epsilon", 0.0)) else math.nan for r in rounds]
+    ax2.plot(xs, eps, "v--", color="tab:orange", alpha=0.7, label="ε, device unit")
+    ax2.set_ylabel("cumulative ε", color="tab:red")
     ax2.set_ylim(bottom=0)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()

@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     # ``fedmer predict`` and ``fedmer export`` apply the same to new clips.
     write_preprocessing(out_dir, cfg.model, config)
     run_federation(cfg, devices, transport=args.transport, verbose=args.verbose)
+    _add_subject_table(out_dir, devices)
     report = write_report(out_dir)
     print(f"[fedmer] report: {report}", flush=True)
     operator = json.loads((out_dir / REGISTRY_FILE).read_text())["signed_by"]
@@ -102,6 +103,25 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"[fedmer] finished in {time.monotonic() - started:.0f}s; see {out_dir}", flush=True)
     return 0
+
+
+def _add_subject_table(out_dir: Path, devices: list) -> None:
+    """Write each subject's guarantee into results.json (the harness knows who is where)."""
+    from common.atomic_io import write_json_atomic
+    from common.results_schema import RESULTS_FILE
+    from simulations.subject_table import subject_rows
+
+    path = out_dir / RESULTS_FILE
+    results = json.loads(path.read_text())
+    rows = subject_rows(devices, results)
+    results["privacy"]["subjects"] = rows
+    write_json_atomic(path, results)
+    worst = max(rows, key=lambda r: r["epsilon"])
+    print(
+        f"[fedmer] every one of {len(rows)} subjects has person-level ε ≤ {worst['epsilon']:.2f} "
+        f"at δ = {worst['delta']:g} (worst: {worst['subject']}, {worst['role']})",
+        flush=True,
+    )
 
 
 def _quiet_flower() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from common.privacy.group_privacy import subject_level
 from common.privacy.ledger import history_of
 from common.privacy.ledger_audit import ChainAudit
+from common.privacy.person_level import PersonLevel, person_level
 from common.privacy.report_page import markdown_page
 
 REPORT_FILE = "audit_report.md"
@@ -27,6 +28,7 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
         )
     for mechanism, label in (
         ("dp-sgd", "sample-level (worst device)"),
+        ("dp-sgd-subject", "person-level, user-level DP-SGD (worst device)"),
         ("dp-fedavg", "client-level"),
     ):
         chains = [a for a in audits if a.mechanism() == mechanism]
@@ -37,6 +39,32 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
                 f"remaining {_remaining(worst)}"
             )
     return lines
+
+
+def person_levels(audits: Sequence[ChainAudit]) -> dict[str, PersonLevel]:
+    """Each device chain's person-level (ε, δ), recomputed from its entries' (σ, q, steps)."""
+    people = {}
+    for audit in audits:
+        if not audit.checks or audit.mechanism() == "dp-fedavg":
+            continue
+        entries = [c.entry for c in audit.checks]
+        people[audit.path.name] = person_level(entries, float(entries[-1]["delta"]))
+    return people
+
+
+def person_headline_lines(people: dict[str, PersonLevel]) -> list[str]:
+    """The audit's first figure: the worst person-level ε, and against whom it holds."""
+    if not people:
+        return []
+    name, worst = max(people.items(), key=lambda kv: kv[1].epsilon)
+    return [
+        f"**Person-level ε (worst subject): {_fmt(worst.epsilon)} at δ = {worst.delta:g}** "
+        f"(`{name}`, {', '.join(worst.mechanisms)}), holding against {worst.against}. "
+        "Finite only where every spend of a device protects a whole subject "
+        "(dp-sgd-subject, gaussian-counts-subject); clip-level spends give ∞ here and "
+        "a group-privacy figure in the table.",
+        "",
+    ]
 
 
 def write_report(
@@ -54,6 +82,7 @@ def write_report(
     verdict = "FAILED" if failed else "all ledgers verified"
     if gaps and not failed:
         verdict += ", but not everything could be checked (below)"
+    people = person_levels(audits)
     md = [
         "# fedmer privacy audit",
         "",
@@ -62,14 +91,17 @@ def write_report(
         f"relative tolerance {rtol:g}, and PLD as the tight reference).",
         "",
         *([f"- Cannot check: {g}" for g in gaps] + ([""] if gaps else [])),
+        *person_headline_lines(people),
         "## Budgets",
         "",
         "| ledger | mechanism | entries | refusals | spent ε | budget | remaining | "
-        f"subject-level ε (k={clips_per_subject}) | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"person-level ε | subject-level ε by group privacy (k={clips_per_subject}) | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for audit in audits:
         subject = "n/a"
+        person = people.get(audit.path.name)
+        person_cell = _fmt(person.epsilon) if person is not None else "n/a"
         if audit.checks and audit.mechanism() == "dp-sgd":
             history = history_of([c.entry for c in audit.checks])
             delta = float(audit.checks[-1].entry["delta"])
@@ -78,7 +110,7 @@ def write_report(
         md.append(
             f"| `{audit.path.name}` | {audit.mechanism()} | {len(audit.checks)} | {refusals} | "
             f"{_fmt(audit.spent())} | {_budget(audit.budget())} | {_remaining(audit)} | "
-            f"{subject} | {'OK' if audit.ok else 'FAILED'} |"
+            f"{person_cell} | {subject} | {'OK' if audit.ok else 'FAILED'} |"
         )
     md += ["", *[f"- {line}" for line in budget_lines(audits)[len(audits) :]], ""]
     md += [
