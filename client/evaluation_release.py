@@ -59,9 +59,10 @@ def release_confusion(
         kept = counted_clips(ctx.data.subjects, sensitivity)
         labels, predicted = labels[kept], predicted[kept]
     confusion = confusion_matrix(labels, predicted, num_classes)
-    # One release per round (and one of the starting model), each of the whole
-    # count vector (q = 1).
-    plan = DPPlan(sample_rate=1.0, steps_per_round=1, planned_rounds=cfg.num_server_rounds + 1)
+    # One release per round (and one of a pretrained starting model, round 0),
+    # each of the whole count vector (q = 1).
+    releases = cfg.num_server_rounds + (1 if cfg.initial_model else 0)
+    plan = DPPlan(sample_rate=1.0, steps_per_round=1, planned_rounds=releases)
     pinned = ctx.state.pinned_sigma(ctx.run_id, mechanism)
     # Evaluation has its own target; the device's budget still caps it.
     asked = cfg.replace(target_epsilon=cfg.evaluation_epsilon)

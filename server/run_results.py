@@ -75,6 +75,8 @@ class RunResults:
             "round_0": self.round_0,
             "pretraining": self.pretraining,
             "privacy": {
+                "unit": "person (subject) in headline and person_level; devices.* in "
+                "each mechanism's own unit",
                 "headline": person_headline(self.person_level, self.not_private_because),
                 "person_level": self.person_level,
                 "private": not self.not_private_because,

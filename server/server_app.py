@@ -132,7 +132,9 @@ def main(grid: Grid, context: Context) -> None:
         )
         _progress(outcome, entry["person_epsilon"], cfg.num_server_rounds)
 
-    if start_round == 1:
+    # A pretrained start is scored before round 1, so the gain of federated training
+    # shows; a random start is not (its score says nothing and would cost a release).
+    if start_round == 1 and cfg.initial_model:
         results.round_0 = evaluate_starting_model(
             grid, strategy, arrays, census, settings, ledger, str(context.run_id)
         )

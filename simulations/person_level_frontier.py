@@ -80,6 +80,42 @@ def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
     }
 
 
+def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
+    """Exact held-out UF1 against person-level ε, one line per (scenario, pretraining)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        scenario = f"{point['silos']} labs" if point["silos"] else "one subject per device"
+        label = f"{point['subjects']} subjects, {scenario}, " + (
+            f"pretrained on {point['pretrain_subjects']}"
+            if point["pretrain_subjects"]
+            else "no pretraining"
+        )
+        series.setdefault(label, []).append(point)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for label, pts in series.items():
+        pts = sorted(pts, key=lambda p: p["target_epsilon"])
+        # ε = ∞ is drawn at the right edge, at x = 32.
+        xs = [p["target_epsilon"] if math.isfinite(p["target_epsilon"]) else 32 for p in pts]
+        ax.plot(xs, [p["final_exact"]["uf1"] for p in pts], "o-", label=label)
+    ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8, 32], ["1", "2", "4", "8", "∞"])
+    ax.set(xlabel="person-level ε (δ = 1e-5)", ylabel="held-out UF1 (exact)", ylim=(0, 1.02))
+    ax.set_title("fedmer: utility against the ε every person gets")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--subjects", default="64", help="cohort sizes, comma-separated")
@@ -90,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=RunConfig.num_server_rounds)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="JSON of every point")
+    p.add_argument("--plot", type=Path, help="PNG of UF1 against ε (all points in --out)")
     args = p.parse_args(argv)
-    points = []
+    points = json.loads(args.out.read_text()) if args.out.exists() else []
     for subjects in (int(s) for s in args.subjects.split(",")):
         for pretrain in (int(s) for s in args.pretrain.split(",")):
             for eps in (float(s) for s in args.epsilons.split(",")):
@@ -117,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(point), flush=True)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(points, indent=1) + "\n")
+    if args.plot:
+        plot_frontier(points, args.plot)
     return 0
 
 

@@ -47,6 +47,10 @@ from common.privacy.empirical_audit import (
     guess_membership,
 )
 
+# Both are the sampled Gaussian mechanism; user-level DP-SGD samples and clips
+# subjects where DP-SGD samples and clips clips, so a canary stands for either.
+DP_SGD_MECHANISMS = ("dp-sgd", "dp-sgd-subject")
+
 
 @dataclass(frozen=True)
 class DeployedSetting:
@@ -63,7 +67,9 @@ class DeployedSetting:
     @classmethod
     def from_entries(cls, entries: Sequence[Mapping[str, Any]]) -> DeployedSetting:
         """The setting of a device's DP-SGD train entries (one σ and q, as fedmer pins them)."""
-        trained = [e for e in entries if e["event"] == "train" and e["mechanism"] == "dp-sgd"]
+        trained = [
+            e for e in entries if e["event"] == "train" and e["mechanism"] in DP_SGD_MECHANISMS
+        ]
         if not trained:
             raise ValueError("the chain has no DP-SGD training entry to audit")
         settings = {(float(e["sigma"]), float(e["q"]), int(e["steps"])) for e in trained}

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from common.privacy.accounting import epsilon_rdp
+from common.privacy.independent import independent_rdp_epsilon
 from common.privacy.units import CLIP, MECHANISM_UNITS, SUBJECT
 
 AGAINST_EVERYONE = "everyone, the coordinator included (sampling and noise are the device's secret)"
@@ -39,7 +39,9 @@ def person_level(entries: Sequence[Mapping[str, Any]], delta: float) -> PersonLe
     """Person-level (ε, δ) of a device from its own ledger entries.
 
     The history is recomputed from the entries' (σ, q, steps), never taken from
-    their ``epsilon`` fields, so a device that misstated its ε is not believed.
+    their ``epsilon`` fields, so a device that misstated its ε is not believed,
+    and accounted with dp-accounting's RDP, the auditor's accountant (devices
+    calibrate σ so that it, too, meets their target).
     """
     spends = [e for e in entries if e["event"] in ("train", "release") and int(e["steps"]) > 0]
     mechanisms = tuple(sorted({str(e["mechanism"]) for e in spends}))
@@ -49,4 +51,5 @@ def person_level(entries: Sequence[Mapping[str, Any]], delta: float) -> PersonLe
     if units != {SUBJECT}:
         return PersonLevel(math.inf, delta, CLIP, mechanisms, AGAINST_EVERYONE)
     history = [(float(e["sigma"]), float(e["q"]), int(e["steps"])) for e in spends]
-    return PersonLevel(epsilon_rdp(history, delta), delta, SUBJECT, mechanisms, AGAINST_EVERYONE)
+    epsilon = independent_rdp_epsilon(history, delta)
+    return PersonLevel(epsilon, delta, SUBJECT, mechanisms, AGAINST_EVERYONE)

@@ -182,7 +182,11 @@ def run_protocol(
         "epsilon": spec.epsilon,
         "epsilon_spent": worst_epsilon if spec.mode == "federated-dp" else None,
         "delta": spec.run.delta if spec.mode == "federated-dp" else None,
-        "privacy_unit": "sample-level (one clip), worst device, RDP accountant",
+        "privacy_unit": (
+            "person-level (one subject, user-level DP-SGD), worst device, RDP accountant"
+            if spec.run.dp_unit == "subject"
+            else "sample-level (one clip), worst device, RDP accountant"
+        ),
         "classes": list(COMPOSITE_CLASSES),
         "spec": spec.as_dict(),
         "num_folds": len(folds),

@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.privacy.ledger import canonical_bytes, entry_hash, load_private_key, public_key_b64
+from tests.scenarios import CLIP_LEVEL_FLAGS
 
 ROUNDS = 3
 
@@ -34,7 +35,7 @@ def honest_run(tmp_path_factory):
     out = root / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "fedmer.cli", "simulate", "--transport", "in-process",
-         "--cohort-subjects", "4", "--num-heldout-subjects", "1", "--cohort-clips-per-class",
+         *CLIP_LEVEL_FLAGS, "--cohort-subjects", "4", "--num-heldout-subjects", "1", "--cohort-clips-per-class",
          "3", "--num-server-rounds", str(ROUNDS), "--batch-size", "4", "--out-dir", str(out)],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from common.run_config import RunConfig
 from simulations.default_cohort import ensure_cohort
 from simulations.federation import prepare_federation
 from simulations.synthetic import CohortSpec
+from tests.scenarios import CLIP_LEVEL
 
 
 def test_budget_check_predicts_epsilon_after_the_planned_steps():
@@ -45,6 +46,7 @@ def _train_message(arrays: ArrayRecord, server_round: int) -> Message:
 
 def test_a_device_with_budget_2_refuses_once_it_would_exceed_it(cohort, tmp_path):
     cfg = RunConfig(
+        **CLIP_LEVEL,
         num_server_rounds=6,
         local_epochs=1,
         batch_size=4,

@@ -34,6 +34,7 @@ from simulations.default_cohort import ensure_cohort
 from simulations.federation import prepare_federation, run_federation
 from simulations.synthetic import CohortSpec
 from tests.independent_accountant import rdp_epsilon
+from tests.scenarios import CLIP_LEVEL
 
 ROUNDS = 2
 
@@ -69,7 +70,9 @@ def _batches_of_a_run(cohort: Path, run_dir: Path, monkeypatch, seeded: bool) ->
 
     monkeypatch.setattr(training_round, "train_with_dp", spy)
     monkeypatch.setattr(training_round, "_private_round", watch_round)
-    cfg = RunConfig(num_server_rounds=ROUNDS, local_epochs=1, batch_size=4, num_heldout_subjects=1)
+    cfg = RunConfig(
+        **CLIP_LEVEL, num_server_rounds=ROUNDS, local_epochs=1, batch_size=4, num_heldout_subjects=1
+    )
     cfg, devices = prepare_federation(
         cfg, cohort, run_dir, policy={"seeded_sampling": True} if seeded else None
     )
@@ -157,7 +160,9 @@ def _message(kind: str, arrays: ArrayRecord, server_round: int) -> Message:
 def test_requests_outside_the_policy_are_refused_and_signed(
     cohort, tmp_path, request_changes, code
 ):
-    base = RunConfig(num_server_rounds=3, local_epochs=1, batch_size=4, num_heldout_subjects=1)
+    base = RunConfig(
+        **CLIP_LEVEL, num_server_rounds=3, local_epochs=1, batch_size=4, num_heldout_subjects=1
+    )
     cfg, devices = prepare_federation(base, cohort, tmp_path / "run")
     node = devices[0].node_config.to_flower()
     asked = cfg.replace(**request_changes)
@@ -172,7 +177,9 @@ def test_requests_outside_the_policy_are_refused_and_signed(
 
 def test_many_rounds_never_take_a_device_past_its_budget(cohort, tmp_path):
     """A run asking 100 rounds at target 8 against a node budget of 8: ε ≤ 8 at δ = 1e-5."""
-    base = RunConfig(num_server_rounds=100, local_epochs=1, batch_size=4, num_heldout_subjects=1)
+    base = RunConfig(
+        **CLIP_LEVEL, num_server_rounds=100, local_epochs=1, batch_size=4, num_heldout_subjects=1
+    )
     cfg, devices = prepare_federation(base, cohort, tmp_path / "run")
     node = {**devices[0].node_config.to_flower(), "epsilon-budget": 8.0, "max-delta": 1e-5}
     context = _context(node, cfg.replace(noise_multiplier=1.0, target_epsilon=0.0), 7)
@@ -196,7 +203,11 @@ def test_many_rounds_never_take_a_device_past_its_budget(cohort, tmp_path):
 
 def test_training_devices_refuse_to_evaluate_and_held_out_counts_are_noised(cohort, tmp_path):
     base = RunConfig(
-        num_server_rounds=200, target_epsilon=0.0, noise_multiplier=2.0, evaluation_epsilon=0.0
+        **CLIP_LEVEL,
+        num_server_rounds=200,
+        target_epsilon=0.0,
+        noise_multiplier=2.0,
+        evaluation_epsilon=0.0,
     )
     cfg, devices = prepare_federation(
         base.replace(num_heldout_subjects=1), cohort, tmp_path / "run"
@@ -232,7 +243,9 @@ def test_training_devices_refuse_to_evaluate_and_held_out_counts_are_noised(coho
 
 
 def test_a_device_without_a_state_dir_refuses_to_train(cohort, tmp_path):
-    base = RunConfig(num_server_rounds=2, local_epochs=1, batch_size=4, num_heldout_subjects=1)
+    base = RunConfig(
+        **CLIP_LEVEL, num_server_rounds=2, local_epochs=1, batch_size=4, num_heldout_subjects=1
+    )
     cfg, devices = prepare_federation(base, cohort, tmp_path / "run")
     node = {**devices[0].node_config.to_flower(), "state-dir": ""}
     arrays = ArrayRecord(build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES)).state_dict())
@@ -262,6 +275,7 @@ def _inspected_run(cohort: Path, run_dir: Path, secagg: bool) -> _Inspector:
             return reply
 
     cfg = RunConfig(
+        **CLIP_LEVEL,
         num_server_rounds=ROUNDS,
         local_epochs=1,
         batch_size=4,
@@ -319,7 +333,12 @@ def test_every_message_a_device_sends_fits_the_documented_schema(cohort, tmp_pat
 def test_a_refusal_after_training_at_a_tighter_delta_keeps_the_chain_auditable(cohort, tmp_path):
     """The refusal records ε at the δ the device accounted at, not at its policy maximum."""
     base = RunConfig(
-        num_server_rounds=3, local_epochs=1, batch_size=4, num_heldout_subjects=1, delta=1e-6
+        **CLIP_LEVEL,
+        num_server_rounds=3,
+        local_epochs=1,
+        batch_size=4,
+        num_heldout_subjects=1,
+        delta=1e-6,
     )
     cfg, devices = prepare_federation(base, cohort, tmp_path / "run")
     node = devices[0].node_config.to_flower()

@@ -29,6 +29,7 @@ import torch
 from simulations.deployment import LocalDeployment, RunningProcess
 from simulations.flower_processes import descendants, is_alive, tagged_pids
 from tests.deployment_data import device_dirs, warm
+from tests.scenarios import CLIP_LEVEL
 
 NUM_TRAIN = 3
 CLIPS_PER_CLASS = 6  # 18 clips per device, 6 of each class
@@ -114,6 +115,8 @@ def _run_config(out: Path, rounds: int = 2, **extra) -> dict:
         "learning-rate": LEARNING_RATE,
         "round-timeout": 240.0,
         "out-dir": str(out),
+        # Clip-level, random start: the scenario these deployment checks were written for.
+        "dp-unit": CLIP_LEVEL["dp_unit"],
     }
     cfg.update(extra)
     return cfg

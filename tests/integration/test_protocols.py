@@ -20,6 +20,7 @@ from simulations.protocols.folds import Fold, check_fold, cross_dataset_fold, su
 from simulations.protocols.pooled import confusion_metrics, per_dataset_metrics
 from simulations.protocols.runner import ProtocolSpec, make_folds, read_results, run_protocol
 from simulations.synthetic import CohortSpec, generate_cohort
+from tests.scenarios import CLIP_LEVEL
 
 
 def pooled_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
@@ -140,7 +141,9 @@ def test_centralized_baseline_learns_separable_data(tmp_path: Path) -> None:
     spec = ProtocolSpec(
         "loso",
         "centralized",
-        run=RunConfig(num_server_rounds=2, local_epochs=1, batch_size=4, learning_rate=0.1),
+        run=RunConfig(
+            **CLIP_LEVEL, num_server_rounds=2, local_epochs=1, batch_size=4, learning_rate=0.1
+        ),
     )
     result = run_protocol(_toy_data(), spec, tmp_path / "unused.csv", tmp_path / "out")
     assert result["num_folds"] == 4 and result["pooled"]["num_clips"] == 36
@@ -157,6 +160,7 @@ def test_every_mode_runs_loso_through_the_real_apps_and_reports_one_format(
     manifest, cache_dir = tiny_cohort
     data = load_protocol_data(manifest, cache_dir)
     run = RunConfig(
+        **CLIP_LEVEL,
         num_server_rounds=1 if mode != "centralized" else 2,
         local_epochs=1,
         batch_size=4,
@@ -211,9 +215,13 @@ def test_spec_rejects_unknown_names_and_infinite_dp_budget() -> None:
     with pytest.raises(ValueError, match="protocol 'kfold' must be one of loso, composite"):
         ProtocolSpec("kfold", "centralized")
     with pytest.raises(ValueError, match="ε = ∞ is the federated mode"):
-        ProtocolSpec("loso", "federated-dp", run=RunConfig(target_epsilon=float("inf")))
+        ProtocolSpec(
+            "loso", "federated-dp", run=RunConfig(**CLIP_LEVEL, target_epsilon=float("inf"))
+        )
     assert (
-        ProtocolSpec("loso", "federated", run=RunConfig(target_epsilon=float("inf"))).epsilon
+        ProtocolSpec(
+            "loso", "federated", run=RunConfig(**CLIP_LEVEL, target_epsilon=float("inf"))
+        ).epsilon
         is None
     )
 
@@ -242,6 +250,7 @@ def test_sequence_model_runs_loso_on_prepared_flow_sequences(
     assert load_protocol_data(manifest, cache_dir, model="msr3d") is sequences  # one shape
 
     run = RunConfig(
+        **CLIP_LEVEL,
         model="c3d_light",
         num_server_rounds=1,
         local_epochs=1,

@@ -23,6 +23,7 @@ from simulations.default_cohort import ensure_cohort
 from simulations.faults import DropOut
 from simulations.federation import prepare_federation, run_federation
 from simulations.synthetic import CohortSpec
+from tests.scenarios import CLIP_LEVEL
 
 SUBJECTS, HELDOUT = 6, 1
 CLIP_NORM = 0.05  # small enough that every update is actually clipped
@@ -36,6 +37,7 @@ def secagg_run(tmp_path_factory):
     manifest = ensure_cohort(CohortSpec(num_subjects=SUBJECTS, clips_per_class=3, seed=0))
     out = tmp_path_factory.mktemp("secagg-run")
     cfg = RunConfig(
+        **CLIP_LEVEL,
         num_server_rounds=1,
         local_epochs=1,
         batch_size=4,

@@ -19,6 +19,7 @@ from opacus.accountants import RDPAccountant
 
 from common.models import build_model
 from tests.independent_accountant import rdp_epsilon
+from tests.scenarios import CLIP_LEVEL_FLAGS
 
 ROUNDS = 3
 
@@ -34,6 +35,7 @@ def simulated_run(tmp_path_factory):
             "-m",
             "fedmer.cli",
             "simulate",
+            *CLIP_LEVEL_FLAGS,
             "--cohort-subjects",
             "4",
             "--num-heldout-subjects",

@@ -21,6 +21,7 @@ from common.run_config import RunConfig
 from simulations.default_cohort import ensure_cohort
 from simulations.federation import prepare_federation, run_federation
 from simulations.synthetic import CohortSpec
+from tests.scenarios import CLIP_LEVEL
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mp.setenv("FEDMER_CACHE", str(tmp_path_factory.getbasetemp() / "fedmer-cache"))
     manifest = ensure_cohort(CohortSpec(num_subjects=4, clips_per_class=2, seed=0))
     cfg = RunConfig(
+        **CLIP_LEVEL,
         num_server_rounds=2,
         local_epochs=1,
         batch_size=4,

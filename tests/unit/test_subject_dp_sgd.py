@@ -130,3 +130,26 @@ def test_person_level_epsilon_is_finite_only_when_every_spend_protects_a_subject
     assert np.isfinite(person_level([entry], 1e-5).epsilon)
     mixed = person_level([entry, release], 1e-5)
     assert mixed.epsilon == float("inf") and mixed.unit == "clip"
+
+
+def test_a_device_that_protects_subjects_refuses_clip_level_mechanisms():
+    from client.privacy_policy import Refusal, mechanism_terms
+    from common.node_config import NodeConfig
+    from common.privacy.dp_plan import DPPlan
+    from common.run_config import RunConfig
+
+    node = NodeConfig(data_dir="/d", epsilon_budget=8.0, privacy_unit="subject")
+    plan = DPPlan(sample_rate=0.25, steps_per_round=8, planned_rounds=6)
+    cfg = RunConfig(dp_unit="clip")
+    refused = mechanism_terms(node, cfg, "dp-sgd", plan, None, 1.0)
+    assert isinstance(refused, Refusal) and refused.code == "unit-below-policy"
+    assert "dp-sgd" in refused.detail
+    accepted = mechanism_terms(node, RunConfig(), "dp-sgd-subject", plan, None, 1.0)
+    assert not isinstance(accepted, Refusal) and accepted.sigma > 0.5
+
+
+def test_a_run_config_with_an_unknown_dp_unit_is_refused_by_name():
+    from common.run_config import RunConfig
+
+    with pytest.raises(ValueError, match="dp-unit='person'"):
+        RunConfig(dp_unit="person")
