@@ -1,9 +1,10 @@
 """``fedmer simulate``: federated DP-SGD rounds on simulated devices, locally.
 
 A front-end over the same ServerApp and ClientApp that ``flwr run .`` runs:
-it makes sure the data exists and is prepared (with progress bars), writes
-each simulated device's own data folder and node config (one device per
-subject, ``num-heldout-subjects`` of them held out), then runs the federation
+it makes sure the data exists and is prepared (with progress bars), pretrains
+the starting model on public synthetic subjects, writes each simulated
+device's own data folder and node config (``silos`` lab devices, or one device
+per subject; ``num-heldout-subjects`` held out), then runs the federation
 on Flower's Simulation Runtime (``--transport simulation``, the default) or
 in this process (``--transport in-process``).
 

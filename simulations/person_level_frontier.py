@@ -116,6 +116,26 @@ def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def frontier_table(points: list[dict[str, Any]]) -> str:
+    """The Markdown table of every point, with the arguments that reproduce it."""
+    lines = [
+        "| cohort | scenario | public pretraining | target ε | person-level ε (worst) | "
+        "round 0 UF1 (exact) | final UF1 (exact) | final UAR (exact) | final UF1 (released) | "
+        "arguments |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        scenario = f"{p['silos']} labs" if p["silos"] else "one subject per device"
+        pre = f"{p['pretrain_subjects']} subjects" if p["pretrain_subjects"] else "none"
+        lines.append(
+            f"| {p['subjects']} | {scenario} | {pre} | {p['target_epsilon']:g} | "
+            f"{p['person_epsilon']:.2f} | {p['round_0_exact']['uf1']:.3f} | "
+            f"{p['final_exact']['uf1']:.3f} | {p['final_exact']['uar']:.3f} | "
+            f"{p['final_released']['uf1']:.3f} | `{p['command_args']}` |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--subjects", default="64", help="cohort sizes, comma-separated")
@@ -141,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     seed=args.seed,
                     dp_sgd=math.isfinite(eps),
                     target_epsilon=eps if math.isfinite(eps) else 8.0,
-                    evaluation_epsilon=8.0,
+                    # Held-out subjects get the same person-level ε as the training ones.
+                    evaluation_epsilon=eps if math.isfinite(eps) else 8.0,
                 )
                 with tempfile.TemporaryDirectory() as tmp:
                     point = run_point(cfg, Path(tmp) / "run")
