@@ -145,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain", default="0,8", help="public pretraining subjects (0 = none)")
     p.add_argument("--rounds", type=int, default=RunConfig.num_server_rounds)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--plain-learning-rate",
+        type=float,
+        default=0.05,
+        help="local step size of the ε = ∞ points: plain SGD diverges at the DP step size",
+    )
     p.add_argument("--out", type=Path, required=True, help="JSON of every point")
     p.add_argument("--plot", type=Path, help="PNG of UF1 against ε (all points in --out)")
     args = p.parse_args(argv)
@@ -160,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                     num_server_rounds=args.rounds,
                     seed=args.seed,
                     dp_sgd=math.isfinite(eps),
+                    learning_rate=(
+                        RunConfig.learning_rate if math.isfinite(eps) else args.plain_learning_rate
+                    ),
                     target_epsilon=eps if math.isfinite(eps) else 8.0,
                     # Held-out subjects get the same person-level ε as the training ones.
                     evaluation_epsilon=eps if math.isfinite(eps) else 8.0,
@@ -170,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"--subjects {subjects} --silos {args.silos} --heldout {args.heldout} "
                     f"--epsilons {eps:g} --pretrain {pretrain} --rounds {args.rounds} "
                     f"--seed {args.seed}"
+                    + (
+                        ""
+                        if math.isfinite(eps)
+                        else f" --plain-learning-rate {args.plain_learning_rate:g}"
+                    )
                 )
                 points.append(point)
                 print(json.dumps(point), flush=True)
