@@ -19,12 +19,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from common.privacy.units import MECHANISM_UNITS
+
 TRAIN, HELDOUT = "train", "heldout"
 ROLES = (TRAIN, HELDOUT)
 NODE_CONFIG_FILE = "node-config.json"
-MECHANISMS = frozenset(
-    {"dp-sgd", "dp-sgd-subject", "gaussian-counts", "gaussian-counts-subject", "skellam-share"}
-)
+# Every device-side mechanism (dp-fedavg is the coordinator's).
+MECHANISMS = frozenset(MECHANISM_UNITS) - {"dp-fedavg"}
 # The smallest unit a device lets its ε protect: "clip" accepts clip- and
 # subject-level mechanisms, "subject" refuses every clip-level one.
 PRIVACY_UNITS = ("clip", "subject")

@@ -65,6 +65,9 @@ class ServerLedger:
         self.chain = Ledger(FileLines(self.root / SERVER_LEDGER), self._key)
         self._rounds: dict[int, str] = {}
         self._heads: dict[str, dict[str, Any]] = {}
+        # Every kept entry, by device, as received (and as read back on resume):
+        # the per-round person-level figures need them without re-reading files.
+        self._kept: dict[str, list[dict[str, Any]]] = {}
         self._resume()
 
     @property
@@ -88,12 +91,7 @@ class ServerLedger:
 
     def device_entries(self) -> dict[str, list[dict[str, Any]]]:
         """Every device's kept entries of this run, by device id."""
-        kept: dict[str, list[dict[str, Any]]] = {}
-        for path in sorted((self.root / DEVICE_LEDGERS).glob("*.jsonl")):
-            entries = [decode_entry(line) for line in path.read_text().splitlines() if line]
-            if entries:
-                kept[str(entries[0]["device_id"])] = entries
-        return kept
+        return {device: list(entries) for device, entries in sorted(self._kept.items())}
 
     def paths(self) -> list[Path]:
         return [self.root / SERVER_LEDGER, *sorted((self.root / DEVICE_LEDGERS).glob("*.jsonl"))]
@@ -141,6 +139,7 @@ class ServerLedger:
                 "entries": 0,
             }
         head["entries"] += 1
+        self._kept.setdefault(device_id, []).append(entry)
         head["head_seq"] = int(entry["seq"])
         head["head_hash"] = entry_hash(entry)
 

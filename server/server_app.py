@@ -158,10 +158,10 @@ def main(grid: Grid, context: Context) -> None:
         results.stopped = f"PrivacyBudgetExhausted: {exc}"
         results.save(out_dir)
         _say(f"stopped before exceeding the client-level budget: {exc}")
-    final = results.to_json()["final"]
+    summary = results.to_json()
     if not results.rounds:
         return
-    headline = results.to_json()["privacy"]["headline"]
+    final, headline = summary["final"], summary["privacy"]["headline"]
     _say(
         f"done: final held-out UF1 {final['uf1']:.3f} UAR {final['uar']:.3f}; "
         f"person-level ε {headline['epsilon']:.2f} (δ={cfg.delta:g}, worst subject, "

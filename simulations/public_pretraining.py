@@ -11,7 +11,6 @@ harness (no device is involved) through the devices' own preprocessing.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,6 @@ def public_spec(cfg: RunConfig) -> CohortSpec:
 def pretrained_model(cfg: RunConfig, workers: int = 1, progress: bool = False) -> Path:
     """The starting weights for ``cfg`` (cached per spec, model and epochs); their path."""
     spec = public_spec(cfg)
-    if cfg.data_manifest == "" and spec.seed == cfg.seed:
-        raise ValueError("the public pretraining cohort would be the run's own cohort")
     folder = (
         fedmer_cache_root()
         / "pretrained"
@@ -94,7 +91,3 @@ def with_public_start(cfg: RunConfig, workers: int = 1, progress: bool = False) 
     if cfg.pretrain_subjects <= 0 or cfg.initial_model:
         return cfg
     return cfg.replace(initial_model=str(pretrained_model(cfg, workers, progress)))
-
-
-def describe(weights: Path) -> dict[str, Any]:
-    return dict(json.loads((weights.parent / PRETRAINING_FILE).read_text()))

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from common.privacy.independent import independent_rdp_epsilon
+from common.privacy.ledger import history_of
 from common.privacy.units import CLIP, MECHANISM_UNITS, SUBJECT
 
 AGAINST_EVERYONE = "everyone, the coordinator included (sampling and noise are the device's secret)"
@@ -50,6 +51,5 @@ def person_level(entries: Sequence[Mapping[str, Any]], delta: float) -> PersonLe
         return PersonLevel(0.0, delta, SUBJECT, mechanisms, AGAINST_EVERYONE)
     if units != {SUBJECT}:
         return PersonLevel(math.inf, delta, CLIP, mechanisms, AGAINST_EVERYONE)
-    history = [(float(e["sigma"]), float(e["q"]), int(e["steps"])) for e in spends]
-    epsilon = independent_rdp_epsilon(history, delta)
+    epsilon = independent_rdp_epsilon(history_of(spends), delta)
     return PersonLevel(epsilon, delta, SUBJECT, mechanisms, AGAINST_EVERYONE)

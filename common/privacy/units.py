@@ -1,4 +1,4 @@
-"""Which unit each mechanism protects, and the person-level ε of a ledger.
+"""Which unit each mechanism protects.
 
 A face belongs to a person, so the person (subject) is the unit fedmer
 protects by default. Each device-side mechanism protects one unit:
