@@ -73,7 +73,12 @@ def census(msg: Message, context: Context) -> Message:
     """The device's role, id and policy: nothing derived from its data."""
     node, data = _device(context)
     reply = CensusReply(
-        data.device_id, data.role, node.epsilon_budget, node.max_delta, node.seeded_sampling
+        data.device_id,
+        data.role,
+        node.epsilon_budget,
+        node.max_delta,
+        node.seeded_sampling,
+        node.single_person,
     )
     return Message(reply.to_record(), reply_to=msg)
 

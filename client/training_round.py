@@ -70,6 +70,12 @@ class Refused:
 
 def train_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str] | Refused:
     """Train ``model`` in place for one round; the metrics and the signed ledger line."""
+    if ctx.node.single_person and ctx.data.num_subjects > 1:
+        # The coordinator counts its client-level noise as this device's person's
+        # guarantee only because the device said it holds one person.
+        detail = f"the node config says single-person; the data holds {ctx.data.num_subjects}"
+        refusal = Refusal("not-single-person", detail)
+        return refuse_and_record(ctx, refusal, "none", 0.0, 1.0, spent_so_far(ctx))
     if ctx.cfg.dp_sgd:
         return _private_round(model, ctx)
     if not ctx.node.allow_non_private:

@@ -63,6 +63,11 @@ class NodeConfig:
     privacy_unit: str = "clip"
     # Whether this device may train without DP-SGD (a non-private baseline).
     allow_non_private: bool = False
+    # This device holds one person's data (a phone): its whole participation
+    # in a round is that person's, so client-level DP-FedAvg protects the
+    # person. The operator's declaration, not a statistic of the data: a
+    # device declared single-person that finds several subjects refuses to train.
+    single_person: bool = False
     # Non-private debugging only: Poisson batches drawn from a seed the
     # coordinator knows (run seed, round, device id), so they are reproducible
     # but give no subsampling amplification against the coordinator. A run

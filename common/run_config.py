@@ -100,6 +100,24 @@ class RunConfig:
     client_epsilon_budget: float = _key(
         0.0, COORDINATOR, "client-level ε at which the run stops (0 = the target)"
     )
+    client_sampling_rate: float = _key(
+        0.0,
+        COORDINATOR,
+        "client-level DP-FedAvg: Poisson rate at which each training device is "
+        "asked per round, from the coordinator's secret random source; its "
+        "amplification holds against those who see only the released models, "
+        "not the coordinator (0 = every device every round, no amplification)",
+    )
+    server_optimizer: str = _key(
+        "sgd",
+        COORDINATOR,
+        "client-level DP-FedAvg: server optimiser on the noised mean update "
+        "(sgd, momentum or adam; post-processing, no privacy cost)",
+    )
+    server_learning_rate: float = _key(1.0, COORDINATOR, "server optimiser step size")
+    server_momentum: float = _key(
+        0.9, COORDINATOR, "server optimiser momentum (adam: its first-moment decay)"
+    )
     secagg: bool = _key(False, COORDINATOR, "aggregate with SecAgg+ (the server sees only the sum)")
     secagg_num_shares: int = _key(5, COORDINATOR, "SecAgg+: neighbours each secret is shared with")
     secagg_reconstruction_threshold: int = _key(
@@ -160,6 +178,22 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.dp_unit not in DP_UNITS:
             raise ValueError(f"run config dp-unit={self.dp_unit!r} must be one of {DP_UNITS}")
+        if not 0 <= self.client_sampling_rate <= 1:
+            raise ValueError(
+                f"run config client-sampling-rate={self.client_sampling_rate} must be in [0, 1]"
+            )
+        if self.secagg and 0 < self.client_sampling_rate < 1:
+            # dp-accounting has no Poisson-subsampled Skellam mechanism, so the
+            # amplification could not be accounted (nor audited).
+            raise ValueError(
+                "run config client-sampling-rate < 1 is not supported with secagg: "
+                "the amplification of subsampled Skellam noise is not accounted"
+            )
+        if self.server_optimizer not in SERVER_OPTIMIZERS:
+            raise ValueError(
+                f"run config server-optimizer={self.server_optimizer!r} must be one of "
+                f"{SERVER_OPTIMIZERS}"
+            )
         for key in ("batch_subjects", "eval_clips_per_subject"):
             if getattr(self, key) < 1:
                 raise ValueError(f"run config {flag_name(key)}={getattr(self, key)} must be >= 1")
@@ -215,6 +249,7 @@ def flag_name(attribute: str) -> str:
     return attribute.replace("_", "-")
 
 
+SERVER_OPTIMIZERS = ("sgd", "momentum", "adam")
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 

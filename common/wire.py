@@ -212,6 +212,7 @@ DECLINE_CODES = {
     "non-private-not-allowed": "training without DP-SGD is outside the device's policy",
     "mechanism-not-allowed": "the mechanism is not among the device's allowed mechanisms",
     "unit-below-policy": "the run asks for a clip-level mechanism; the device protects subjects",
+    "not-single-person": "the device is declared single-person but holds several subjects",
     "too-few-subjects": "user-level DP-SGD needs at least one subject on the device",
     "delta-above-policy": "the run's delta is above the device's maximum delta",
     "noise-below-policy": "the noise multiplier is below the device's minimum",
@@ -324,9 +325,11 @@ class CensusReply:
     epsilon_budget: float
     max_delta: float
     seeded_sampling: bool
+    single_person: bool = False
 
     def to_record(self) -> RecordDict:
         info: dict[str, ConfigRecordValues] = {
+            "single-person": bool(self.single_person),
             "role": self.role,
             DEVICE_ID: self.device_id,
             "epsilon-budget": float(self.epsilon_budget),
@@ -342,7 +345,7 @@ class CensusReply:
         _expect_names(
             "census info",
             info,
-            {"role", DEVICE_ID, "epsilon-budget", "max-delta", "seeded-sampling"},
+            {"role", DEVICE_ID, "epsilon-budget", "max-delta", "seeded-sampling", "single-person"},
         )
         return cls(
             str(info[DEVICE_ID]),
@@ -350,6 +353,7 @@ class CensusReply:
             _as_float(info["epsilon-budget"], "epsilon-budget"),
             _as_float(info["max-delta"], "max-delta"),
             bool(info["seeded-sampling"]),
+            bool(info["single-person"]),
         )
 
 

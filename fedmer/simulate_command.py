@@ -79,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     prepared = prepare_clips(table.clips, config, cache, workers=args.workers, progress=True)
     print(f"[fedmer] {prepared.summary()}", flush=True)
 
-    cfg, devices = prepare_federation(cfg, manifest, out_dir)
+    # Central DP-FedAvg without DP-SGD: the simulated operators agree to send
+    # their updates to the coordinator in the clear, for it to noise.
+    central = not cfg.dp_sgd and (cfg.client_target_epsilon > 0 or cfg.client_noise_multiplier > 0)
+    policy = {"allow_non_private": True} if central else None
+    cfg, devices = prepare_federation(cfg, manifest, out_dir, policy=policy)
     if args.materialize_only:
         print(
             f"[fedmer] {len(devices)} devices materialized; run them with "

@@ -32,6 +32,8 @@ class DeviceInfo:
     role: str
     epsilon_budget: float
     seeded_sampling: bool
+    # The operator declares the device holds one person's data (a phone).
+    single_person: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Cens
             role=answer.role,
             epsilon_budget=answer.epsilon_budget,
             seeded_sampling=answer.seeded_sampling,
+            single_person=answer.single_person,
         )
     return Census(devices)
 

@@ -3,8 +3,12 @@
 The arithmetic lives in :mod:`common.privacy.client_level`; this module wires
 it to the round loop: z calibrated once, at the start of the run, for the
 planned rounds, and persisted in every checkpoint, so a resumed run keeps it
-whatever its new ``num-server-rounds``; the noised sum divided by the fixed
-denominator W (the census's training devices); the budget checked before each
+whatever its new ``num-server-rounds``; with ``client-sampling-rate`` q, the
+devices of each round Poisson-sampled from the coordinator's secret random
+source; the noised sum divided by the fixed denominator W (q times the census's
+training devices; every round is released, even one no sampled device
+answered, since skipping it would tell who took part); the server optimiser
+applied to the noised mean (post-processing); the budget checked before each
 round (raising Flower's ``PrivacyBudgetExhausted`` so the run stops with the
 last completed round kept); one signed ``release`` entry per aggregate in the
 server's ledger, each with its σ.
@@ -18,6 +22,7 @@ survivors' shares make, with z calibrated against that accountant.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -28,11 +33,12 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 from common.privacy.budget import effective_budget
 from common.privacy.client_level import (
     ACCOUNTANT_NAME,
-    SAMPLING_ASSUMPTION,
     ClientLevelAccountant,
     add_sum_noise,
     calibrate_client_noise,
     clip_update,
+    effective_rate,
+    sampling_assumption,
 )
 from common.privacy.distributed_noise import (
     RELEASE_MECHANISM,
@@ -44,6 +50,7 @@ from common.privacy.distributed_noise import (
 from common.run_config import RunConfig
 from server.privacy_ledger import ServerLedger
 from server.secagg_round import SecAggSettings
+from server.server_optimizer import ServerOptimizer
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +67,26 @@ class ClientLevelDP:
         self.clipping_norm = cfg.client_clipping_norm
         self.delta = cfg.delta
         self._secagg, self._dimension = secagg, dimension
-        # The fixed denominator: the expected number of participants.
-        self.denominator = max(population, 1)
+        self.sampling_rate = cfg.client_sampling_rate
+        self.q = effective_rate(cfg.client_sampling_rate)
+        # The fixed denominator: the expected number of participants, q N.
+        self.denominator = max(population, 1) * self.q
+        self.optimizer = ServerOptimizer(
+            cfg.server_optimizer, cfg.server_learning_rate, cfg.server_momentum
+        )
         if cfg.client_target_epsilon > 0 and secagg is not None:
             self.noise_multiplier = calibrate_skellam_noise(
                 cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self._share_at
             )
         elif cfg.client_target_epsilon > 0:
             self.noise_multiplier = calibrate_client_noise(
-                cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds
+                cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self.q
             )
         else:
             self.noise_multiplier = cfg.client_noise_multiplier
         self.budget = effective_budget(cfg.client_epsilon_budget, cfg.client_target_epsilon)
         self.accountant = (
-            ClientLevelAccountant(self.noise_multiplier, cfg.delta, population, self.budget)
+            ClientLevelAccountant(self.noise_multiplier, cfg.delta, self.budget, self.q)
             if self.enabled and secagg is None
             else None
         )
@@ -85,16 +97,28 @@ class ClientLevelDP:
         self._ledger = ledger
         # The σ of every release so far: a resumed run replays exactly these.
         self.release_sigmas: list[float] = []
-        # Central noise must be unpredictable, whatever the run seed.
+        # Central noise and the sample must be unpredictable, whatever the run seed.
         self._rng = np.random.default_rng(secrets.randbits(128))
+        self._sampler = random.SystemRandom()
 
     @property
     def enabled(self) -> bool:
         return self.noise_multiplier > 0
 
+    @property
+    def sampled(self) -> bool:
+        """Are the devices of each round Poisson-sampled (and the sample kept secret)?"""
+        return self.enabled and self.q < 1
+
+    def sample(self, nodes: Sequence[int]) -> list[int]:
+        """This round's devices: each independently with probability q (all when q = 1)."""
+        if not self.sampled:
+            return list(nodes)
+        return [n for n in nodes if self._sampler.random() < self.q]
+
     def _share_at(self, noise_multiplier: float) -> SkellamShare:
         assert self._secagg is not None
-        share = self._secagg.noise_share(self.denominator, noise_multiplier, self._dimension)
+        share = self._secagg.noise_share(round(self.denominator), noise_multiplier, self._dimension)
         assert share is not None
         return share
 
@@ -130,13 +154,16 @@ class ClientLevelDP:
         ]
 
     def apply(
-        self, current: ArrayRecord, summed: Sequence[np.ndarray], n: int, server_round: int
+        self, current: ArrayRecord, summed: Sequence[np.ndarray] | None, n: int, server_round: int
     ) -> ArrayRecord:
-        """New global weights: current + (sum of the n clipped updates + noise) / W.
+        """New global weights: current + step((sum of the n clipped updates + noise) / W).
 
         W is the fixed denominator, never ``n``: the contributors' count is
         recorded in the ledger note for the operator, not used in the release.
+        ``summed`` None (no device contributed) is released as noise alone.
         """
+        if summed is None:
+            summed = [np.zeros_like(a, dtype=np.float64) for a in current.to_numpy_ndarrays()]
         mean = add_sum_noise(
             summed, self.denominator, self.noise_multiplier, self.clipping_norm, self._rng
         )
@@ -181,11 +208,12 @@ class ClientLevelDP:
             f"{n} devices each added Skellam variance {share.variance:.6g} "
             f"(lattice scale {share.scale:g}, L2 {release.l2_sensitivity:.6g}, "
             f"L1 {release.l1_sensitivity:.6g}, truncation {release.truncation:.3g}); "
-            f"denominator {self.denominator}; the server added no noise",
+            f"denominator {self.denominator:g}; the server added no noise",
         )
         log.info("round %d: client-level epsilon %.3f (distributed noise)", server_round, epsilon)
 
-    def _step(self, current: ArrayRecord, step: Sequence[np.ndarray]) -> ArrayRecord:
+    def _step(self, current: ArrayRecord, mean_update: Sequence[np.ndarray]) -> ArrayRecord:
+        step = self.optimizer.step(mean_update)
         return ArrayRecord(
             {
                 name: Array(np.asarray(old + delta, dtype=old.dtype))
@@ -205,7 +233,7 @@ class ClientLevelDP:
             self.noise_multiplier,
             epsilon,
             ACCOUNTANT_NAME,
-            f"{n} devices contributed; denominator {self.denominator}",
+            f"{n} devices contributed; denominator {self.denominator:g}",
         )
         log.info("round %d: client-level epsilon %.3f", server_round, epsilon)
 
@@ -226,7 +254,7 @@ class ClientLevelDP:
             event="release",
             mechanism=mechanism,
             sigma=sigma,
-            q=1.0,  # no amplification: see SAMPLING_ASSUMPTION
+            q=self.q,  # 1: no amplification claimed (see sampling_assumption)
             steps=1,
             delta=self.delta,
             epsilon=epsilon,
@@ -241,6 +269,7 @@ class ClientLevelDP:
             "noise_multiplier": self.noise_multiplier,
             "denominator": self.denominator,
             "release_sigmas": list(self.release_sigmas),
+            "server_optimizer": self.optimizer.state_dict(),
             "skellam_releases": [
                 [r.variance, r.l2_sensitivity, r.l1_sensitivity, r.truncation]
                 for r in (self.skellam.history if self.skellam else [])
@@ -259,11 +288,14 @@ class ClientLevelDP:
             raise TypeError(f"release_sigmas must be a list, not {type(sigmas).__name__}")
         z = state.get("noise_multiplier", self.noise_multiplier)
         self.noise_multiplier = float(z)  # type: ignore[arg-type]
-        self.denominator = int(state.get("denominator", self.denominator))  # type: ignore[call-overload]
+        self.denominator = float(state.get("denominator", self.denominator))  # type: ignore[arg-type]
         self.release_sigmas = []
+        optimizer_state = state.get("server_optimizer")
+        if isinstance(optimizer_state, Mapping):
+            self.optimizer.load_state_dict(optimizer_state)
         if self._secagg is None and (self.accountant is not None or self.enabled):
             self.accountant = ClientLevelAccountant(
-                self.noise_multiplier, self.delta, self.denominator, self.budget
+                self.noise_multiplier, self.delta, self.budget, self.q
             )
         for sigma in sigmas:
             if self.accountant is not None:
@@ -296,5 +328,11 @@ class ClientLevelDP:
                 if self.skellam is not None
                 else ACCOUNTANT_NAME
             ),
-            "sampling": SAMPLING_ASSUMPTION,
+            "sampling": sampling_assumption(self.sampling_rate if self.enabled else 0.0),
+            "sampling_rate": self.q,
+            "server_optimizer": {
+                "name": self.optimizer.name,
+                "learning_rate": self.optimizer.learning_rate,
+                "momentum": self.optimizer.momentum,
+            },
         }

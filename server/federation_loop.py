@@ -191,10 +191,14 @@ def _train_round(
     privacy: PrivacyControls,
 ) -> RoundOutcome:
     server_round = turn.round
-    train_grid = NodeSubsetGrid(grid, census.nodes_with_role("train"))
-    messages = list(strategy.configure_train(server_round, arrays, turn.config(), train_grid))
-    _attach_receipts(messages, census, privacy.ledger, turn.run_id)
-    replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
+    # Under client-level sampling only this round's secret sample is asked.
+    asked = privacy.client_dp.sample(census.nodes_with_role("train"))
+    messages = []
+    if asked:
+        train_grid = NodeSubsetGrid(grid, asked)
+        messages = list(strategy.configure_train(server_round, arrays, turn.config(), train_grid))
+        _attach_receipts(messages, census, privacy.ledger, turn.run_id)
+    replies = list(grid.send_and_receive(messages, timeout=settings.timeout)) if messages else []
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     usable: list[Message] = []
     for reply in replies:
@@ -226,13 +230,13 @@ def _train_round(
         outcome.trained.append(device)
         usable.append(reply)
     usable = _screen(usable, arrays, census, outcome, settings.max_update_norm)
-    if usable and privacy.client_dp.enabled:
+    if privacy.client_dp.enabled:
+        # Released even when no one contributed: a skipped release would say so.
         clipped = privacy.client_dp.clip(
             arrays, [r.content.array_records["arrays"] for r in usable]
         )
-        outcome.arrays = privacy.client_dp.apply(
-            arrays, sum_updates(clipped), len(clipped), server_round
-        )
+        summed = sum_updates(clipped) if clipped else None
+        outcome.arrays = privacy.client_dp.apply(arrays, summed, len(clipped), server_round)
     elif usable:
         new_arrays, _ = strategy.aggregate_train(server_round, usable)
         if new_arrays is not None:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from common.atomic_io import write_bytes_atomic, write_json_atomic
+from common.privacy.person_level import narrowest
 from common.results_schema import MODEL_FILE, RESULTS_FILE, RESULTS_SCHEMA
 
 FINAL_KEYS = ("round", "uf1", "uar", "accuracy", "confusion", "released", "heldout_devices")
@@ -36,7 +37,11 @@ PRIVACY_NOTE = (
     "drawn from each device's secret random source. devices.*.epsilon is the "
     "device's own cumulative figure in its mechanism's unit (per clip for dp-sgd, "
     "per subject for dp-sgd-subject), by the RDP accountant (epsilon_prv: PRV "
-    "second opinion). Held-out metrics are computed from Gaussian-noised counts, "
+    "second opinion). A training device its operator declared single-person (a "
+    "phone) is also protected by the coordinator's client-level DP-FedAvg releases, "
+    "recomputed from their signed (σ, q); where that figure leads, its 'against' says "
+    "it does not hold against the coordinator, and against_coordinator gives the one "
+    "that does. Held-out metrics are computed from Gaussian-noised counts, "
     "each device accounting for them in its own ledger. client_level is a "
     "separate guarantee for a device's whole participation."
 )
@@ -113,7 +118,14 @@ def person_headline(person_level: dict[str, Any], not_private_because: list[str]
         "epsilon": epsilon,
         "delta": max(float(p["delta"]) for p in person_level.values()),
         "device": device,
-        "against": worst["against"],
+        # Every device's figure holds against at least these (the worst one's may hold wider).
+        "against": narrowest([str(p["against"]) for p in person_level.values()]),
+        # The worst figure that also holds against the coordinator.
+        "against_coordinator_epsilon": (
+            max(float(p.get("against_coordinator", p["epsilon"])) for p in person_level.values())
+            if not not_private_because
+            else float("inf")
+        ),
         "devices": len(person_level),
     }
 

@@ -11,7 +11,9 @@ client-level budget would be exceeded the run stops cleanly
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, Context
@@ -20,7 +22,7 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
-from common.privacy.person_level import person_level
+from common.privacy.person_level import client_level_epsilon, person_level, with_client_level
 from common.run_config import RunConfig
 from server.census import Census, take_census, wait_for_nodes
 from server.checkpoint import (
@@ -103,10 +105,7 @@ def main(grid: Grid, context: Context) -> None:
     )
 
     def on_round(outcome: RoundOutcome, latest: Census) -> None:
-        results.person_level = {
-            device: person_level(entries, cfg.delta).as_dict()
-            for device, entries in ledger.device_entries().items()
-        }
+        results.person_level = _people(ledger, latest, cfg.delta, client_dp.sampled)
         entry = outcome.as_entry()
         entry["person_epsilon"] = worst_person_epsilon(results.person_level)
         results.add_round(entry)
@@ -171,10 +170,35 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
+def _people(
+    ledger: ServerLedger, census: Census, delta: float, sampled: bool
+) -> dict[str, dict[str, Any]]:
+    """Each device's person-level guarantee, recomputed from the signed entries.
+
+    A device that sent none (never sampled) has spent nothing: ε 0.
+
+    A training device its operator declared single-person also counts the
+    coordinator's client-level releases (see :mod:`common.privacy.person_level`).
+    """
+    single = {d.device_id for d in census.devices.values() if d.single_person and d.role == "train"}
+    client = client_level_epsilon(ledger.chain.entries(), delta) if single else math.inf
+    kept = ledger.device_entries()
+    # Every device answers for its people, also one never sampled (it spent nothing).
+    devices = sorted({*kept, *(d.device_id for d in census.devices.values())})
+    people = {}
+    for device in devices:
+        own = person_level(kept.get(device, []), delta)
+        if device in single:
+            own = with_client_level(own, client, sampled)
+        people[device] = own.as_dict()
+    return people
+
+
 def _not_private_because(cfg: RunConfig, census: Census) -> list[str]:
     reasons = []
-    if not cfg.dp_sgd:
-        reasons.append("dp-sgd is off: devices trained without noise")
+    client_level = cfg.client_target_epsilon > 0 or cfg.client_noise_multiplier > 0
+    if not cfg.dp_sgd and not client_level:
+        reasons.append("dp-sgd and client-level DP are off: devices trained without noise")
     seeded = sorted(d.device_id for d in census.devices.values() if d.seeded_sampling)
     if seeded:
         reasons.append(

@@ -131,6 +131,8 @@ def materialize_devices(
             role=role,
             device_id=device_id_for(partition_id),
             epsilon_budget=heldout_epsilon_budget if role == HELDOUT else epsilon_budget,
+            # The operator of a one-subject training device (a phone) declares it.
+            single_person=role != HELDOUT and len(subjects) == 1,
         )
         node = dataclasses.replace(node, **dict(policy or {}))
         write_node_config(folder / "node-config.json", node)

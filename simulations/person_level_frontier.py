@@ -1,8 +1,12 @@
 """The person-level frontier: held-out utility against the ε each person gets.
 
 One point is one complete federation (the real ServerApp and ClientApp over
-the in-process transport) at ``dp-unit = subject``: user-level DP-SGD on every
-device, held-out counts at subject sensitivity. For each point the harness
+the in-process transport), held-out counts at subject sensitivity. Cross-silo
+(``--silos N``): user-level DP-SGD on every lab device. Cross-device
+(``--silos 0``, one subject per device, each declared single-person): the
+coordinator's client-level DP-FedAvg with Poisson device sampling at
+``--client-sampling-rate`` and a server optimiser; its ε holds against those who
+see the released models, not the coordinator (the table says so). For each point the harness
 also scores the starting model and the final model on the held-out subjects
 *exactly* (from their features, in the harness, released by no one), so the
 frontier is not blurred by the evaluation noise; the run's own, noised
@@ -68,9 +72,18 @@ def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
     return {
         "subjects": cfg.cohort_subjects,
         "silos": cfg.silos,
-        "target_epsilon": cfg.target_epsilon if cfg.dp_sgd else math.inf,
+        "target_epsilon": (
+            cfg.client_target_epsilon or (cfg.target_epsilon if cfg.dp_sgd else math.inf)
+        ),
         "pretrain_subjects": cfg.pretrain_subjects,
         "person_epsilon": results["privacy"]["headline"]["epsilon"],
+        "against": results["privacy"]["headline"].get("against"),
+        "against_coordinator_epsilon": results["privacy"]["headline"].get(
+            "against_coordinator_epsilon"
+        ),
+        "mechanism": "client-level DP-FedAvg"
+        if cfg.client_target_epsilon
+        else ("user-level DP-SGD" if cfg.dp_sgd else "none"),
         "delta": cfg.delta,
         "round_0_exact": exact_heldout(cfg, devices, start.state_dict()),
         "final_exact": exact_heldout(cfg, devices, final),
@@ -151,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         default=0.05,
         help="local step size of the ε = ∞ points: plain SGD diverges at the DP step size",
     )
+    p.add_argument(
+        "--client-sampling-rate",
+        type=float,
+        default=0.25,
+        help="cross-device: Poisson rate of devices per round",
+    )
+    p.add_argument("--server-optimizer", default="momentum", help="cross-device")
+    p.add_argument("--server-learning-rate", type=float, default=0.5, help="cross-device")
     p.add_argument("--out", type=Path, required=True, help="JSON of every point")
     p.add_argument("--plot", type=Path, help="PNG of UF1 against ε (all points in --out)")
     args = p.parse_args(argv)
@@ -158,33 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     for subjects in (int(s) for s in args.subjects.split(",")):
         for pretrain in (int(s) for s in args.pretrain.split(",")):
             for eps in (float(s) for s in args.epsilons.split(",")):
-                cfg = RunConfig(
-                    cohort_subjects=subjects,
-                    silos=args.silos,
-                    num_heldout_subjects=args.heldout,
-                    pretrain_subjects=pretrain,
-                    num_server_rounds=args.rounds,
-                    seed=args.seed,
-                    dp_sgd=math.isfinite(eps),
-                    learning_rate=(
-                        RunConfig.learning_rate if math.isfinite(eps) else args.plain_learning_rate
-                    ),
-                    target_epsilon=eps if math.isfinite(eps) else 8.0,
-                    # Held-out subjects get the same person-level ε as the training ones.
-                    evaluation_epsilon=eps if math.isfinite(eps) else 8.0,
-                )
+                cfg = _point_config(args, subjects, pretrain, eps)
                 with tempfile.TemporaryDirectory() as tmp:
                     point = run_point(cfg, Path(tmp) / "run")
-                point["command_args"] = (
-                    f"--subjects {subjects} --silos {args.silos} --heldout {args.heldout} "
-                    f"--epsilons {eps:g} --pretrain {pretrain} --rounds {args.rounds} "
-                    f"--seed {args.seed}"
-                    + (
-                        ""
-                        if math.isfinite(eps)
-                        else f" --plain-learning-rate {args.plain_learning_rate:g}"
-                    )
-                )
+                point["command_args"] = _command_args(args, subjects, pretrain, eps)
                 points.append(point)
                 print(json.dumps(point), flush=True)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +190,49 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot_frontier(points, args.plot)
     return 0
+
+
+def _point_config(args: argparse.Namespace, subjects: int, pretrain: int, eps: float) -> RunConfig:
+    private = math.isfinite(eps)
+    cfg = RunConfig(
+        cohort_subjects=subjects,
+        silos=args.silos,
+        num_heldout_subjects=args.heldout,
+        pretrain_subjects=pretrain,
+        num_server_rounds=args.rounds,
+        seed=args.seed,
+        learning_rate=RunConfig.learning_rate if private else args.plain_learning_rate,
+        # Held-out subjects get the same person-level ε as the training ones.
+        evaluation_epsilon=eps if private else 8.0,
+    )
+    if args.silos:
+        return cfg.replace(dp_sgd=private, target_epsilon=eps if private else 8.0)
+    # Cross-device: the device trains in the clear and the coordinator noises;
+    # the ε = ∞ point is plain FedAvg with the same local work.
+    return cfg.replace(
+        dp_sgd=False,
+        learning_rate=args.plain_learning_rate,
+        min_nodes=2,
+        client_target_epsilon=eps if private else 0.0,
+        client_sampling_rate=args.client_sampling_rate if private else 0.0,
+        server_optimizer=args.server_optimizer if private else "sgd",
+        server_learning_rate=args.server_learning_rate if private else 1.0,
+    )
+
+
+def _command_args(args: argparse.Namespace, subjects: int, pretrain: int, eps: float) -> str:
+    command = (
+        f"--subjects {subjects} --silos {args.silos} --heldout {args.heldout} "
+        f"--epsilons {eps:g} --pretrain {pretrain} --rounds {args.rounds} --seed {args.seed}"
+    )
+    if not math.isfinite(eps) or not args.silos:
+        command += f" --plain-learning-rate {args.plain_learning_rate:g}"
+    if not args.silos:
+        command += (
+            f" --client-sampling-rate {args.client_sampling_rate:g} --server-optimizer "
+            f"{args.server_optimizer} --server-learning-rate {args.server_learning_rate:g}"
+        )
+    return command
 
 
 if __name__ == "__main__":

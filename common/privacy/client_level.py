@@ -12,11 +12,18 @@ devices, public before the round), as McMahan et al. (2018) do: dividing by
 the actual number of contributors would make the divisor itself depend on the
 neighbouring dataset, which this accounting does not cover.
 
-Accounting uses Flower's RDP accountant (backed by ``dp-accounting``) with
-**no sampling amplification**: every training device is asked every round, so
-there is no random subsampling to amplify privacy, and claiming it would
-understate epsilon. Each release is composed with its own recorded σ, so a
-resumed run replays exactly what was spent.
+Accounting is dp-accounting's RDP (the library behind Flower's accountant,
+and the auditor's), one release per round at its own recorded σ:
+
+* ``client-sampling-rate`` 0 (the default): every training device is asked
+  every round, so each round is the plain Gaussian mechanism and no
+  amplification is claimed.
+* ``client-sampling-rate`` q in (0, 1): the coordinator Poisson-samples the
+  devices of each round with its secret random source, W = q N, and each
+  round is the Poisson-subsampled Gaussian at rate q. The amplification holds
+  only against someone who does not know who took part: those who see the
+  released models, not the coordinator (it draws the sample and sees each
+  sampled update), nor anyone who reads its ledgers.
 """
 
 from __future__ import annotations
@@ -24,21 +31,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from flwr.supercore.privacy_accounting import (
-    GaussianPrivacyEvent,
-    NeighboringRelation,
-    PrivacyConfig,
-    SamplingMethod,
-)
-from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from common.privacy.calibration import smallest_noise_multiplier
+from common.privacy.independent import independent_rdp_epsilon
 
-SAMPLING_ASSUMPTION = (
+NO_AMPLIFICATION = (
     "no amplification: every training device is asked every round (no client "
     "sampling), so each round is one Gaussian (or, under SecAgg+, Skellam) mechanism"
 )
-ACCOUNTANT_NAME = "rdp (flwr RdpAccountant, dp-accounting backend)"
+ACCOUNTANT_NAME = "rdp (dp-accounting RdpAccountant, add/remove one device)"
+
+
+def sampling_assumption(sampling_rate: float) -> str:
+    """What the client-level accounting assumes about who takes part in a round."""
+    if not 0 < sampling_rate < 1:
+        return NO_AMPLIFICATION
+    return (
+        f"Poisson sampling of devices at q = {sampling_rate:g} per round from the "
+        "coordinator's secret random source; amplification by sampling accounted, "
+        "holding only against those who do not know who took part (not the coordinator)"
+    )
+
+
+def effective_rate(sampling_rate: float) -> float:
+    """The q of each release: 1 when every device is asked (rate 0 or 1)."""
+    return sampling_rate if 0 < sampling_rate < 1 else 1.0
 
 
 def update_norm(update: Sequence[np.ndarray]) -> float:
@@ -64,7 +81,7 @@ def sum_updates(updates: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
 
 def add_sum_noise(
     summed: Sequence[np.ndarray],
-    denominator: int,
+    denominator: float,
     noise_multiplier: float,
     clipping_norm: float,
     rng: np.random.Generator,
@@ -74,7 +91,9 @@ def add_sum_noise(
     Shared by plain aggregation (the server sums updates it can see) and
     SecAgg+ (the server only ever sees the sum).
     """
-    n = max(int(denominator), 1)
+    n = float(denominator)
+    if n <= 0:
+        raise ValueError(f"the denominator W must be positive, not {denominator}")
     std = noise_multiplier * clipping_norm
     return [
         ((np.asarray(s, dtype=np.float64) + rng.normal(0.0, std, size=np.shape(s))) / n).astype(
@@ -90,43 +109,50 @@ class ClientLevelAccountant:
     """Composes one Gaussian release per round; checks the budget before each release."""
 
     def __init__(
-        self, noise_multiplier: float, delta: float, population: int, budget: float
+        self, noise_multiplier: float, delta: float, budget: float, sampling_rate: float = 0.0
     ) -> None:
         self.noise_multiplier = noise_multiplier
         self.delta = delta
         self.budget = budget
-        self._population = max(population, 1)
-        self._accountant = _new_accountant(delta, self._population)
-        self.releases = 0
+        self.q = effective_rate(sampling_rate)
+        self.sigmas: list[float] = []
 
-    def _event(self, noise_multiplier: float | None = None) -> GaussianPrivacyEvent:
-        # No amplification: the event is the plain Gaussian mechanism whatever
-        # the sample size; sample_size = population keeps Flower's API happy.
-        return GaussianPrivacyEvent(
-            noise_multiplier=self.noise_multiplier
-            if noise_multiplier is None
-            else noise_multiplier,
-            sample_size=self._population,
-            population_size=self._population,
-        )
+    @property
+    def releases(self) -> int:
+        return len(self.sigmas)
+
+    def _epsilon_of(self, sigmas: Sequence[float]) -> float:
+        return independent_rdp_epsilon(release_history(sigmas, self.q), self.delta)
 
     def epsilon(self) -> float:
-        return self._accountant.get_epsilon(self.delta) if self.releases else 0.0
+        return self._epsilon_of(self.sigmas) if self.sigmas else 0.0
 
     def would_exceed(self) -> bool:
         """Would one more release take epsilon over the budget (0 = no budget)?"""
         if self.budget <= 0:
             return False
-        return self._accountant.would_exceed(self._event(), max_epsilon=self.budget)
+        return self._epsilon_of([*self.sigmas, self.noise_multiplier]) > self.budget
 
     def record_release(self, noise_multiplier: float | None = None) -> float:
         """Compose one release at its own σ (default: this accountant's z)."""
-        self._accountant.compose(self._event(noise_multiplier))
-        self.releases += 1
+        self.sigmas.append(self.noise_multiplier if noise_multiplier is None else noise_multiplier)
         return self.epsilon()
 
 
-def calibrate_client_noise(target_epsilon: float, delta: float, rounds: int) -> float:
+def release_history(sigmas: Sequence[float], q: float) -> list[tuple[float, float, int]]:
+    """Releases as (σ, q, steps) segments, consecutive equal σ merged."""
+    history: list[tuple[float, float, int]] = []
+    for sigma in sigmas:
+        if history and history[-1][0] == sigma:
+            history[-1] = (sigma, q, history[-1][2] + 1)
+        else:
+            history.append((float(sigma), q, 1))
+    return history
+
+
+def calibrate_client_noise(
+    target_epsilon: float, delta: float, rounds: int, sampling_rate: float = 0.0
+) -> float:
     """Smallest z (to 1e-3) whose ``rounds`` releases stay within ``target_epsilon``.
 
     Calibrated once for the whole planned run, with the same accountant that
@@ -134,21 +160,7 @@ def calibrate_client_noise(target_epsilon: float, delta: float, rounds: int) -> 
     """
     if target_epsilon <= 0 or rounds <= 0:
         raise ValueError("client-level calibration needs a positive target and rounds")
-
-    def eps(z: float) -> float:
-        accountant = _new_accountant(delta, 1)
-        accountant.compose(GaussianPrivacyEvent(z, 1, 1), count=rounds)
-        return accountant.get_epsilon(delta)
-
-    return smallest_noise_multiplier(eps, target_epsilon)
-
-
-def _new_accountant(delta: float, population: int) -> RdpAccountant:
-    return RdpAccountant(
-        PrivacyConfig(
-            target_delta=delta,
-            population_size=population,
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-            sampling_method=SamplingMethod.NO_AMPLIFICATION,
-        )
+    q = effective_rate(sampling_rate)
+    return smallest_noise_multiplier(
+        lambda z: independent_rdp_epsilon([(z, q, rounds)], delta), target_epsilon
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 CLIP, SUBJECT, DEVICE = "clip", "subject", "device"
 DP_SGD, DP_SGD_SUBJECT = "dp-sgd", "dp-sgd-subject"
+DP_FEDAVG = "dp-fedavg"
 GAUSSIAN_COUNTS, GAUSSIAN_COUNTS_SUBJECT = "gaussian-counts", "gaussian-counts-subject"
 MECHANISM_UNITS = {
     DP_SGD: CLIP,
@@ -26,7 +27,7 @@ MECHANISM_UNITS = {
     GAUSSIAN_COUNTS: CLIP,
     GAUSSIAN_COUNTS_SUBJECT: SUBJECT,
     "skellam-share": DEVICE,
-    "dp-fedavg": DEVICE,
+    DP_FEDAVG: DEVICE,
 }
 DP_UNITS = (SUBJECT, CLIP)  # what a run may ask DP-SGD and evaluation to protect
 

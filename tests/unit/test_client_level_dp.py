@@ -36,7 +36,7 @@ def test_noise_on_the_sum_has_std_z_times_c_over_n():
 
 def test_client_level_epsilon_composes_without_amplification():
     z = calibrate_client_noise(4.0, 1e-5, rounds=5)
-    accountant = ClientLevelAccountant(z, 1e-5, population=5, budget=4.0)
+    accountant = ClientLevelAccountant(z, 1e-5, budget=4.0)
     for _ in range(5):
         assert not accountant.would_exceed()
         epsilon = accountant.record_release()
@@ -88,3 +88,45 @@ def test_a_resume_keeps_z_and_replays_each_release_at_its_own_sigma(tmp_path):
     assert fresh.accountant.epsilon() == pytest.approx(spent, rel=1e-9)
     # An accountant written independently of fedmer's agrees, under add/remove of one device.
     assert spent == pytest.approx(rdp_epsilon([(z, 1.0, 2)], 1e-5), abs=1e-3)
+
+
+def test_device_sampling_is_accounted_with_amplification_and_calibrated_for_it(tmp_path):
+    """q = 0.25: the Poisson-subsampled Gaussian, as an independent accountant computes it."""
+    cfg = RunConfig(num_server_rounds=4, client_target_epsilon=4.0, client_sampling_rate=0.25)
+    dp = ClientLevelDP(cfg, population=40, ledger=ServerLedger(tmp_path))
+    z = dp.noise_multiplier
+    # Amplification lets the same target be met with less noise than q = 1 needs.
+    assert z < calibrate_client_noise(4.0, 1e-5, rounds=4)
+    assert dp.denominator == pytest.approx(10.0)  # W = q N, fixed before any round
+    current = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    for server_round in range(1, 5):
+        dp.check_budget(server_round)
+        current = dp.apply(current, [np.ones(4)], n=10, server_round=server_round)
+    spent = dp.accountant.epsilon()
+    assert spent == pytest.approx(rdp_epsilon([(z, 0.25, 4)], 1e-5), abs=1e-3)
+    assert 3.9 < spent <= 4.0
+    # Claiming q = 0.25 matters: the same σ without amplification is far above the target.
+    assert rdp_epsilon([(z, 1.0, 4)], 1e-5) > 2 * spent
+    entries = audit_chain(tmp_path / "ledger" / "server.jsonl")
+    assert [c.entry["q"] for c in entries.checks] == [0.25] * 4
+    assert "Poisson sampling of devices at q = 0.25" in dp.as_dict()["sampling"]
+
+
+def test_the_sample_is_poisson_and_a_round_nobody_answered_is_still_released(tmp_path):
+    cfg = RunConfig(num_server_rounds=2, client_noise_multiplier=1.0, client_sampling_rate=0.3)
+    dp = ClientLevelDP(cfg, population=1000, ledger=ServerLedger(tmp_path))
+    sizes = [len(dp.sample(range(1000))) for _ in range(20)]
+    # Binomial(1000, 0.3): mean 300, sd 14.5; a fixed-size or seeded sample would fail.
+    assert 270 < np.mean(sizes) < 330 and len(set(sizes)) > 5
+    current = ArrayRecord({"w": Array(np.zeros(10_000, np.float32))})
+    new = dp.apply(current, None, n=0, server_round=1)
+    # Noise alone, std z C / W = 1 / 300: the release happens, whoever took part.
+    assert np.std(new["w"].numpy()) == pytest.approx(1.0 / 300, rel=0.05)
+    assert dp.accountant.releases == 1
+
+
+def test_sampling_is_refused_with_secagg_whose_amplification_is_not_accounted():
+    with pytest.raises(ValueError, match="client-sampling-rate < 1 is not supported with secagg"):
+        RunConfig(secagg=True, client_sampling_rate=0.5)
+    with pytest.raises(ValueError, match=r"client-sampling-rate=1.5 must be in \[0, 1\]"):
+        RunConfig(client_sampling_rate=1.5)

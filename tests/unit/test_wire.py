@@ -47,7 +47,15 @@ def test_nothing_derived_from_data_is_in_the_schema():
     names = {f.name for f in fields(TrainMetrics)}
     assert not names & {"num_examples", "train_loss", "train_accuracy"}
     census = set(CensusReply("d", "train", 8.0, 1e-5, False).to_record().config_records["info"])
-    assert census == {"role", "device-id", "epsilon-budget", "max-delta", "seeded-sampling"}
+    # single-person is the operator's declaration (node config), not counted from the data.
+    assert census == {
+        "role",
+        "device-id",
+        "epsilon-budget",
+        "max-delta",
+        "seeded-sampling",
+        "single-person",
+    }
     released = EvaluateReply("d", ((1.0,),), 1.0, "e").to_record().metric_records["metrics"]
     assert set(released) == {"noise-std", "cm-0-0"}  # no exact num-examples
 

@@ -1,0 +1,116 @@
+"""Cross-device person-level privacy: one subject per device, client-level DP-FedAvg
+with Poisson device sampling, and a person-level ε an auditor recomputes with
+dp-accounting from the coordinator's signed release entries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from dp_accounting import dp_event, rdp
+
+from common.privacy.ledger import decode_entry
+
+TARGET, RATE = 6.0, 0.5
+
+
+def _recompute(releases, delta):
+    """From (σ, q) of each release, sharing no code with fedmer."""
+    accountant = rdp.RdpAccountant([1 + x / 10.0 for x in range(10, 100)] + list(range(12, 128)))
+    for e in releases:
+        sampled = dp_event.PoissonSampledDpEvent(
+            float(e["q"]), dp_event.GaussianDpEvent(float(e["sigma"]))
+        )
+        accountant.compose(sampled, int(e["steps"]))
+    return accountant.get_epsilon(delta)
+
+
+@pytest.fixture(scope="module")
+def cross_device_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cross-device")
+    env = dict(os.environ, FEDMER_CACHE=str(root / "cache"))
+    out = root / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedmer.cli", "simulate", "--transport", "in-process",
+         "--cohort-subjects", "12", "--num-heldout-subjects", "3", "--silos", "0",
+         "--cohort-clips-per-class", "2", "--num-server-rounds", "3", "--no-dp-sgd",
+         "--learning-rate", "0.05", "--client-target-epsilon", str(TARGET),
+         "--client-sampling-rate", str(RATE), "--evaluation-epsilon", str(TARGET),
+         "--server-optimizer", "momentum",
+         "--server-learning-rate", "0.5", "--pretrain-subjects", "0", "--out-dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text())
+
+
+def _releases(out):
+    lines = (out / "ledger" / "server.jsonl").read_text().splitlines()
+    return [e for e in map(decode_entry, lines) if e["event"] == "release"]
+
+
+def test_the_person_level_epsilon_equals_a_recomputation_with_amplification(cross_device_run):
+    out, results = cross_device_run
+    releases = _releases(out)
+    assert len(releases) == 3 and {e["q"] for e in releases} == {RATE}
+    expected = _recompute(releases, 1e-5)
+    people = results["privacy"]["person_level"]
+    trained = {d for d, role in results["devices"].items() if role == "train"}
+    assert len(trained) == 9 and set(people) >= trained
+    took_part = {d for r in results["rounds"] for d in r["trained"]}
+    assert took_part
+    for device in took_part:
+        assert people[device]["epsilon"] == pytest.approx(expected, abs=1e-3)
+        assert "dp-fedavg" in people[device]["mechanisms"]
+    for device in trained - took_part:  # never sampled: sent nothing, spent nothing
+        assert people[device]["epsilon"] == 0.0
+    assert 5.0 < expected <= TARGET + 1e-6
+    # The amplification is claimed, and it matters: without it σ gives far more.
+    assert _recompute([{**e, "q": 1.0} for e in releases], 1e-5) > expected + 2.0
+
+
+def test_the_headline_says_it_does_not_hold_against_the_coordinator(cross_device_run):
+    _, results = cross_device_run
+    headline = results["privacy"]["headline"]
+    assert headline["epsilon"] <= TARGET + 1e-6
+    assert "not the coordinator" in headline["against"]
+    # The devices sent their updates in the clear: against the coordinator, nothing holds.
+    assert headline["against_coordinator_epsilon"] == float("inf")
+    assert (
+        "Poisson sampling of devices at q = 0.5" in results["privacy"]["client_level"]["sampling"]
+    )
+    # Each round asked a Poisson sample, not every device.
+    asked = [len(r["trained"]) + len(r["declined"]) + len(r["failed"]) for r in results["rounds"]]
+    assert all(n <= 9 for n in asked) and sum(asked) < 27
+
+
+def test_a_device_declared_single_person_with_several_subjects_refuses(tmp_path):
+    """The client-level figure is a person's only if the device holds one: it checks."""
+    import numpy as np
+
+    from client.accountant_state import open_device_state
+    from client.local_data import LocalData
+    from client.training_round import Refused, RoundContext, train_round
+    from common.models import build_model
+    from common.node_config import NodeConfig
+    from common.run_config import RunConfig
+
+    cfg = RunConfig(dp_sgd=False)
+    node = NodeConfig(
+        data_dir=str(tmp_path), state_dir=str(tmp_path / "state"), epsilon_budget=8.0,
+        allow_non_private=True, single_person=True,
+    )  # fmt: skip
+    data = LocalData("phone-1", "train", np.zeros((4, 3, 28, 28), np.float32),
+                     np.zeros(4, np.int64), subjects=("s1", "s1", "s2", "s2"))  # fmt: skip
+    state = open_device_state(node.state_dir)
+    assert state is not None
+    ctx = RoundContext(data, node, cfg, state, "run-1", 1, nonce="n")
+    outcome = train_round(build_model(cfg.model, num_classes=3), ctx)
+    assert isinstance(outcome, Refused)
+    assert outcome.refusal.code == "not-single-person"
+    assert "the data holds 2" in outcome.refusal.detail
+    # The refusal is signed into the device's ledger, spending nothing.
+    assert state.ledger.entries()[-1]["event"] == "refused"
