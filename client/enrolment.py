@@ -18,7 +18,9 @@ from common.privacy.key_registry import ENROLMENT_FILE, Enrolment
 from common.privacy.ledger import load_or_create_key, public_key_b64
 
 
-def enrol(state_dir: Path, device_id: str, with_auth_key: bool = True) -> Enrolment:
+def enrol(
+    state_dir: Path, device_id: str, with_auth_key: bool = True, single_person: bool = False
+) -> Enrolment:
     state_dir = Path(state_dir)
     if not device_id or "/" in device_id:
         raise ValueError(f"device id {device_id!r} is not valid")
@@ -31,6 +33,7 @@ def enrol(state_dir: Path, device_id: str, with_auth_key: bool = True) -> Enrolm
         device_id=device_id,
         ledger_public_key=public_key_b64(ledger_key),
         auth_public_key=auth_public.read_text().strip() if auth_public.exists() else "",
+        single_person=single_person,
     )
     (state_dir / ENROLMENT_FILE).write_text(json.dumps(enrolment.to_dict(), indent=2) + "\n")
     return enrolment

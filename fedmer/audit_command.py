@@ -118,18 +118,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {exc}")
         return 1
     audits = [audit_chain(p, rtol, registry, max_delta) for p in paths]
-    people = person_levels(audits)
+    # Only the operator's signed registry can say a device is one person's.
+    single = frozenset(
+        d for d, e in (registry.devices.items() if registry else ()) if e.single_person
+    )
+    people = person_levels(audits, single)
     if people:
+        from common.privacy.person_level import narrowest
+
         name, worst = max(people.items(), key=lambda kv: kv[1].epsilon)
+        against = narrowest([p.against for p in people.values()])
+        coordinator = max(float(p.against_coordinator or 0.0) for p in people.values())
         print(
             f"person-level ε (worst subject): {worst.epsilon:.4f} at δ={worst.delta:g} "
-            f"({name}; against {worst.against})"
+            f"({name}; against {against}; against the coordinator: {coordinator:.4f})"
         )
     for line in budget_lines(audits):
         print(line)
     run_failures = manifest_problems(manifest, root, paths) if manifest is not None else []
     gaps += missing_inputs(registry, manifest)
-    report = write_report(audits, args.report, args.clips_per_subject, rtol, run_failures, gaps)
+    report = write_report(
+        audits, args.report, args.clips_per_subject, rtol, run_failures, gaps, single
+    )
     failures = [f for a in audits for f in a.failures] + run_failures
     for failure in failures:
         print(f"FAILED {failure}")

@@ -138,7 +138,14 @@ def materialize_devices(
         write_node_config(folder / "node-config.json", node)
         # The device creates its own ledger key in its own state dir; the harness,
         # as the operator, sees only the public half (its enrolment).
-        enrolments.append(enrol(Path(node.state_dir), node.device_id, with_auth_key=False))
+        enrolments.append(
+            enrol(
+                Path(node.state_dir),
+                node.device_id,
+                with_auth_key=False,
+                single_person=node.single_person,
+            )
+        )
         name = subjects[0] if len(subjects) == 1 else f"lab-{partition_id:02d}"
         devices.append(
             SimulatedDevice(

@@ -102,7 +102,7 @@ def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
 
     series: dict[str, list[dict[str, Any]]] = {}
     for point in points:
-        scenario = f"{point['silos']} labs" if point["silos"] else "one subject per device"
+        scenario = _scenario(point)
         label = f"{point['subjects']} subjects, {scenario}, " + (
             f"pretrained on {point['pretrain_subjects']}"
             if point["pretrain_subjects"]
@@ -133,20 +133,30 @@ def frontier_table(points: list[dict[str, Any]]) -> str:
     """The Markdown table of every point, with the arguments that reproduce it."""
     lines = [
         "| cohort | scenario | public pretraining | target ε | person-level ε (worst) | "
+        "holds against | ε against the coordinator | "
         "round 0 UF1 (exact) | final UF1 (exact) | final UAR (exact) | final UF1 (released) | "
         "arguments |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
-        scenario = f"{p['silos']} labs" if p["silos"] else "one subject per device"
         pre = f"{p['pretrain_subjects']} subjects" if p["pretrain_subjects"] else "none"
+        against = str(p.get("against") or "")
+        who = "observers of the models" if "not the coordinator" in against else "everyone"
+        coordinator = p.get("against_coordinator_epsilon", p["person_epsilon"])
         lines.append(
-            f"| {p['subjects']} | {scenario} | {pre} | {p['target_epsilon']:g} | "
-            f"{p['person_epsilon']:.2f} | {p['round_0_exact']['uf1']:.3f} | "
+            f"| {p['subjects']} | {_scenario(p)} | {pre} | {p['target_epsilon']:g} | "
+            f"{p['person_epsilon']:.2f} | {who} | {coordinator:.2f} | "
+            f"{p['round_0_exact']['uf1']:.3f} | "
             f"{p['final_exact']['uf1']:.3f} | {p['final_exact']['uar']:.3f} | "
             f"{p['final_released']['uf1']:.3f} | `{p['command_args']}` |"
         )
     return "\n".join(lines)
+
+
+def _scenario(point: dict[str, Any]) -> str:
+    if point["silos"]:
+        return f"{point['silos']} labs, user-level DP-SGD"
+    return "one subject per device, client-level DP-FedAvg"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,13 @@ from pathlib import Path
 from common.privacy.group_privacy import subject_level
 from common.privacy.ledger import history_of
 from common.privacy.ledger_audit import ChainAudit
-from common.privacy.person_level import PersonLevel, person_level
+from common.privacy.person_level import (
+    PersonLevel,
+    client_level_epsilon,
+    narrowest,
+    person_level,
+    with_client_level,
+)
 from common.privacy.report_page import markdown_page
 
 REPORT_FILE = "audit_report.md"
@@ -41,14 +47,26 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
     return lines
 
 
-def person_levels(audits: Sequence[ChainAudit]) -> dict[str, PersonLevel]:
-    """Each device chain's person-level (ε, δ), recomputed from its entries' (σ, q, steps)."""
+def person_levels(
+    audits: Sequence[ChainAudit], single_person: frozenset[str] = frozenset()
+) -> dict[str, PersonLevel]:
+    """Each device chain's person-level (ε, δ), recomputed from its entries' (σ, q, steps).
+
+    A device the operator's signed registry declares ``single_person`` also
+    counts the coordinator's client-level releases, from the server chain.
+    """
+    server = [c.entry for a in audits if a.mechanism() == "dp-fedavg" for c in a.checks]
     people = {}
     for audit in audits:
         if not audit.checks or audit.mechanism() == "dp-fedavg":
             continue
         entries = [c.entry for c in audit.checks]
-        people[audit.path.name] = person_level(entries, float(entries[-1]["delta"]))
+        delta = float(entries[-1]["delta"])
+        own = person_level(entries, delta)
+        if str(entries[-1]["device_id"]) in single_person and server:
+            sampled = any(float(e["q"]) < 1 for e in server)
+            own = with_client_level(own, client_level_epsilon(server, delta), sampled)
+        people[audit.path.name] = own
     return people
 
 
@@ -57,9 +75,12 @@ def person_headline_lines(people: dict[str, PersonLevel]) -> list[str]:
     if not people:
         return []
     name, worst = max(people.items(), key=lambda kv: kv[1].epsilon)
+    against = narrowest([p.against for p in people.values()])
+    coordinator = max(float(p.against_coordinator or 0.0) for p in people.values())
     return [
         f"**Person-level ε (worst subject): {_fmt(worst.epsilon)} at δ = {worst.delta:g}** "
-        f"(`{name}`, {', '.join(worst.mechanisms)}), holding against {worst.against}. "
+        f"(`{name}`, {', '.join(worst.mechanisms)}), holding against {against}; "
+        f"against the coordinator: {_fmt(coordinator)}. "
         "Finite only where every spend of a device protects a whole subject "
         "(dp-sgd-subject, gaussian-counts-subject); clip-level spends give ∞ here and "
         "a group-privacy figure in the table.",
@@ -74,6 +95,7 @@ def write_report(
     rtol: float,
     run_failures: Sequence[str] = (),
     gaps: Sequence[str] = (),
+    single_person: frozenset[str] = frozenset(),
 ) -> Path:
     """The Markdown report (and the same as a self-contained HTML page); ``run_failures`` are what the run manifest contradicts,
     ``gaps`` what could not be checked for lack of a registry or manifest."""
@@ -82,7 +104,7 @@ def write_report(
     verdict = "FAILED" if failed else "all ledgers verified"
     if gaps and not failed:
         verdict += ", but not everything could be checked (below)"
-    people = person_levels(audits)
+    people = person_levels(audits, single_person)
     md = [
         "# fedmer privacy audit",
         "",

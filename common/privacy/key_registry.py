@@ -32,9 +32,13 @@ class Enrolment:
     device_id: str
     ledger_public_key: str  # base64 raw Ed25519
     auth_public_key: str  # OpenSSH line ("" when the device has no SuperNode auth key)
+    # The operator declares the device holds one person's data (a phone): the
+    # auditor then counts the coordinator's client-level releases as that
+    # person's guarantee (node config single-person; the device checks it).
+    single_person: bool = False
 
-    def to_dict(self) -> dict[str, str]:
-        return {"format": ENROLMENT_FORMAT, **asdict(self)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": ENROLMENT_FORMAT, **_fields(self)}
 
     @classmethod
     def read(cls, path: Path) -> Enrolment:
@@ -48,9 +52,7 @@ class Enrolment:
         if "private" in json.dumps(data).lower():
             raise DocumentError(f"{path}: an enrolment must hold public keys only")
         try:
-            return cls(
-                str(data["device_id"]), str(data["ledger_public_key"]), str(data["auth_public_key"])
-            )
+            return _enrolment(data)
         except KeyError as exc:
             raise DocumentError(f"{path}: no {exc.args[0]!r}") from None
 
@@ -79,9 +81,7 @@ class KeyRegistry:
         document = read_document(path, REGISTRY_FORMAT, trusted_operator_key)
         devices = {}
         for item in document.get("devices", []):
-            enrolment = Enrolment(
-                str(item["device_id"]), str(item["ledger_public_key"]), str(item["auth_public_key"])
-            )
+            enrolment = _enrolment(item)
             if enrolment.device_id in devices:
                 raise DocumentError(f"{path}: device {enrolment.device_id!r} registered twice")
             devices[enrolment.device_id] = enrolment
@@ -102,6 +102,23 @@ def build_registry(
         raise ValueError("two parties enrolled the same ledger key")
     body = {
         "coordinator_public_key": coordinator_public_key,
-        "devices": [asdict(e) for e in items],
+        "devices": [_fields(e) for e in items],
     }
     return sign_document(REGISTRY_FORMAT, body, operator_key)
+
+
+def _fields(enrolment: Enrolment) -> dict[str, Any]:
+    # single_person only when set, so registries of other devices read as before.
+    fields = asdict(enrolment)
+    if not enrolment.single_person:
+        del fields["single_person"]
+    return fields
+
+
+def _enrolment(item: dict[str, Any]) -> Enrolment:
+    return Enrolment(
+        str(item["device_id"]),
+        str(item["ledger_public_key"]),
+        str(item["auth_public_key"]),
+        bool(item.get("single_person", False)),
+    )

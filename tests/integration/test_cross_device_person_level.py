@@ -114,3 +114,27 @@ def test_a_device_declared_single_person_with_several_subjects_refuses(tmp_path)
     assert "the data holds 2" in outcome.refusal.detail
     # The refusal is signed into the device's ledger, spending nothing.
     assert state.ledger.entries()[-1]["event"] == "refused"
+
+
+def test_the_auditor_counts_client_level_only_for_devices_the_registry_declares(cross_device_run):
+    """From the ledgers and the operator-signed registry alone, without trusting results.json."""
+    from common.privacy.audit_report import person_levels
+    from common.privacy.key_registry import KeyRegistry
+    from common.privacy.ledger_audit import audit_chain
+
+    out, results = cross_device_run
+    registry = KeyRegistry.read(out / "registry.json")
+    phones = frozenset(d for d, e in registry.devices.items() if e.single_person)
+    trained = {d for d, role in results["devices"].items() if role == "train"}
+    assert phones == trained  # held-out device (3 subjects) is not declared
+    audits = [audit_chain(p, registry=registry) for p in sorted((out / "ledger").rglob("*.jsonl"))]
+    assert all(a.ok for a in audits), [a.failures for a in audits]
+    expected = _recompute(_releases(out), 1e-5)
+    declared = person_levels(audits, phones)
+    took_part = {d for r in results["rounds"] for d in r["trained"]}
+    for device in took_part:
+        assert declared[f"{device}.jsonl"].epsilon == pytest.approx(expected, abs=1e-3)
+        assert declared[f"{device}.jsonl"].against_coordinator == float("inf")
+    # Without the operator's declaration the devices' plain updates protect no one.
+    undeclared = person_levels(audits)
+    assert all(undeclared[f"{d}.jsonl"].epsilon == float("inf") for d in took_part)
