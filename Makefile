@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/fedmer simulate
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # Unit tests only (tests/unit/), under two minutes.
 test-fast: $(STAMP)

@@ -68,6 +68,7 @@ def _headline(results: Mapping[str, Any], privacy: Mapping[str, Any]) -> str:
             f"{_num(headline.get('epsilon'))} at δ = {_num(headline.get('delta'))}",
         ),
         ("holds against", str(headline.get("against", "?"))),
+        ("ε per person against the coordinator", _num(headline.get("against_coordinator_epsilon"))),
         ("rounds completed", str(len(results.get("rounds", [])))),
         ("final held-out UF1", _num(final.get("uf1"))),
         ("final held-out UAR", _num(final.get("uar"))),

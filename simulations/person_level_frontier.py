@@ -100,28 +100,41 @@ def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, list[dict[str, Any]]] = {}
-    for point in points:
-        scenario = _scenario(point)
-        label = f"{point['subjects']} subjects, {scenario}, " + (
-            f"pretrained on {point['pretrain_subjects']}"
-            if point["pretrain_subjects"]
-            else "no pretraining"
-        )
-        series.setdefault(label, []).append(point)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for label, pts in series.items():
-        pts = sorted(pts, key=lambda p: p["target_epsilon"])
-        # ε = ∞ is drawn at the right edge, at x = 32.
-        xs = [p["target_epsilon"] if math.isfinite(p["target_epsilon"]) else 32 for p in pts]
-        ax.plot(xs, [p["final_exact"]["uf1"] for p in pts], "o-", label=label)
-    ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([1, 2, 4, 8, 32], ["1", "2", "4", "8", "∞"])
-    ax.set(xlabel="person-level ε (δ = 1e-5)", ylabel="held-out UF1 (exact)", ylim=(0, 1.02))
-    ax.set_title("fedmer: utility against the ε every person gets")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
+    panels = {
+        "cross-silo: labs, user-level DP-SGD (against everyone)": [p for p in points if p["silos"]],
+        "cross-device: one person per device, client-level DP-FedAvg\n"
+        "(against observers of the models, not the coordinator)": [
+            p for p in points if not p["silos"]
+        ],
+    }
+    panels = {title: pts for title, pts in panels.items() if pts}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6.2 * len(panels), 4.4), dpi=120, sharey=True, squeeze=False
+    )
+    for ax, (title, pts) in zip(axes[0], panels.items(), strict=True):
+        series: dict[str, list[dict[str, Any]]] = {}
+        for point in pts:
+            label = f"{point['subjects']} subjects, " + (
+                f"pretrained on {point['pretrain_subjects']}"
+                if point["pretrain_subjects"]
+                else "no pretraining"
+            )
+            series.setdefault(label, []).append(point)
+        for label, line in sorted(series.items(), key=lambda kv: kv[1][0]["subjects"]):
+            line = sorted(line, key=lambda p: p["target_epsilon"])
+            # ε = ∞ is drawn at the right edge, at x = 32.
+            xs = [p["target_epsilon"] if math.isfinite(p["target_epsilon"]) else 32 for p in line]
+            style = "o-" if line[0]["pretrain_subjects"] else "s--"
+            ax.plot(xs, [p["final_exact"]["uf1"] for p in line], style, label=label)
+        ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (UAR)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 2, 4, 8, 32], ["1", "2", "4", "8", "∞"])
+        ax.set(xlabel="person-level ε (δ = 1e-5)", ylim=(0, 1.02))
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out UF1 (exact)")
+    fig.suptitle("fedmer: utility against the ε every person gets", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

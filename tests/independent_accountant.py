@@ -32,3 +32,16 @@ def pld_epsilon(history: Sequence[tuple[float, float, int]], delta: float) -> fl
     accountant = pld.PLDAccountant()
     accountant.compose(_event(history))
     return float(accountant.get_epsilon(delta))
+
+
+def ledger_rdp_epsilon(entries: Sequence[dict], delta: float) -> float:
+    """RDP ε of the spends in signed ledger entries, from each one's (σ, q, steps)."""
+    orders = [1 + x / 10.0 for x in range(10, 100)] + list(range(12, 128))
+    accountant = rdp.RdpAccountant(orders)
+    for e in entries:
+        if e["event"] in ("train", "release") and int(e["steps"]) > 0:
+            sampled = dp_accounting.PoissonSampledDpEvent(
+                float(e["q"]), dp_accounting.GaussianDpEvent(float(e["sigma"]))
+            )
+            accountant.compose(sampled, int(e["steps"]))
+    return float(accountant.get_epsilon(delta))

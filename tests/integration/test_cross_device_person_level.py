@@ -10,22 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from dp_accounting import dp_event, rdp
 
 from common.privacy.ledger import decode_entry
+from tests.independent_accountant import ledger_rdp_epsilon
 
 TARGET, RATE = 6.0, 0.5
-
-
-def _recompute(releases, delta):
-    """From (σ, q) of each release, sharing no code with fedmer."""
-    accountant = rdp.RdpAccountant([1 + x / 10.0 for x in range(10, 100)] + list(range(12, 128)))
-    for e in releases:
-        sampled = dp_event.PoissonSampledDpEvent(
-            float(e["q"]), dp_event.GaussianDpEvent(float(e["sigma"]))
-        )
-        accountant.compose(sampled, int(e["steps"]))
-    return accountant.get_epsilon(delta)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +45,7 @@ def test_the_person_level_epsilon_equals_a_recomputation_with_amplification(cros
     out, results = cross_device_run
     releases = _releases(out)
     assert len(releases) == 3 and {e["q"] for e in releases} == {RATE}
-    expected = _recompute(releases, 1e-5)
+    expected = ledger_rdp_epsilon(releases, 1e-5)
     people = results["privacy"]["person_level"]
     trained = {d for d, role in results["devices"].items() if role == "train"}
     assert len(trained) == 9 and set(people) >= trained
@@ -69,7 +58,7 @@ def test_the_person_level_epsilon_equals_a_recomputation_with_amplification(cros
         assert people[device]["epsilon"] == 0.0
     assert 5.0 < expected <= TARGET + 1e-6
     # The amplification is claimed, and it matters: without it σ gives far more.
-    assert _recompute([{**e, "q": 1.0} for e in releases], 1e-5) > expected + 2.0
+    assert ledger_rdp_epsilon([{**e, "q": 1.0} for e in releases], 1e-5) > expected + 2.0
 
 
 def test_the_headline_says_it_does_not_hold_against_the_coordinator(cross_device_run):
@@ -129,7 +118,7 @@ def test_the_auditor_counts_client_level_only_for_devices_the_registry_declares(
     assert phones == trained  # held-out device (3 subjects) is not declared
     audits = [audit_chain(p, registry=registry) for p in sorted((out / "ledger").rglob("*.jsonl"))]
     assert all(a.ok for a in audits), [a.failures for a in audits]
-    expected = _recompute(_releases(out), 1e-5)
+    expected = ledger_rdp_epsilon(_releases(out), 1e-5)
     declared = person_levels(audits, phones)
     took_part = {d for r in results["rounds"] for d in r["trained"]}
     for device in took_part:

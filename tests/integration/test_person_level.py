@@ -11,20 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-from dp_accounting import dp_event, rdp
+
+from tests.independent_accountant import ledger_rdp_epsilon
 
 TARGET = 8.0
-
-
-def _recompute(entries, delta):
-    accountant = rdp.RdpAccountant([1 + x / 10.0 for x in range(10, 100)] + list(range(12, 128)))
-    for e in entries:
-        if e["event"] in ("train", "release") and int(e["steps"]) > 0:
-            event = dp_event.PoissonSampledDpEvent(
-                float(e["q"]), dp_event.GaussianDpEvent(float(e["sigma"]))
-            )
-            accountant.compose(event, int(e["steps"]))
-    return accountant.get_epsilon(delta)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +60,7 @@ def test_person_level_epsilon_equals_a_dp_accounting_recomputation(person_run):
         expected = {"train": {"dp-sgd-subject"}, "heldout": {"gaussian-counts-subject"}}
         assert mechanisms == expected[device["role"]]
         claimed = results["privacy"]["person_level"][device["device_id"]]["epsilon"]
-        assert claimed == pytest.approx(_recompute(entries, 1e-5), abs=1e-3)
+        assert claimed == pytest.approx(ledger_rdp_epsilon(entries, 1e-5), abs=1e-3)
 
 
 def test_the_starting_model_is_pretrained_on_public_subjects_and_scored_as_round_0(person_run):
@@ -94,5 +84,5 @@ def test_a_broken_claim_is_caught_by_the_recomputation(person_run):
     entries = [json.loads(line) for line in ledger.read_text().splitlines()]
     forged = [{**e, "steps": max(1, int(e["steps"]) // 2)} for e in entries]
     claimed = results["privacy"]["person_level"]["sim-000"]["epsilon"]
-    assert _recompute(forged, 1e-5) < claimed - 0.5
+    assert ledger_rdp_epsilon(forged, 1e-5) < claimed - 0.5
     assert not math.isinf(claimed) and np.isfinite(claimed)
