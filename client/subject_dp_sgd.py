@@ -6,9 +6,10 @@ a step must protect is the subject. Each step
 1. Poisson-samples every subject independently with probability q, from a
    secret random source (a coordinator that knew the draw could undo the
    amplification);
-2. computes the gradient of each sampled clip (Opacus' per-sample gradients);
-3. sums the gradients of each subject's clips, and clips that per-subject sum
-   to L2 norm C, whatever the number of clips;
+2. computes each sampled subject's gradient, the sum of its clips' gradients
+   (:mod:`client.per_sample_grads`), and clips it to L2 norm C, whatever the
+   number of clips;
+3. sums the clipped subject gradients;
 4. adds N(0, σ²C²) to the sum of the clipped subject sums and divides by the
    expected number of subjects per step, q·n.
 
@@ -23,16 +24,14 @@ conversion.
 from __future__ import annotations
 
 import secrets
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from opacus import GradSampleModule
 from torch import nn
 
 from client.dp_training import DPSettings, LocalTrainingResult
-from common.models.losses import training_loss
+from client.per_sample_grads import DEFAULT_MODE, Mode, UnitGradients, unit_sums
 from common.privacy.accounting import Segment, epsilon_rdp, merge_segment
 from common.privacy.dp_plan import DPPlan
 
@@ -52,20 +51,23 @@ def clipped_subject_sum(
     per parameter, shaped like the parameter. No subject moves it by more
     than ``max_norm``.
     """
-    if not per_clip:
+    return clipped_sum(unit_sums(per_clip, subject_index), max_norm)
+
+
+def clipped_sum(per_unit: Sequence[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """Σ over units of clip_C(unit's gradient); ``per_unit`` is (units, *parameter) per parameter.
+
+    The norm is over all parameters of a unit together, so no unit moves the
+    sum by more than ``max_norm``.
+    """
+    if not per_unit:
         return []
-    num = int(subject_index.max()) + 1 if len(subject_index) else 0
-    sums = []
-    for grads in per_clip:
-        flat = grads.reshape(grads.shape[0], -1)
-        total = torch.zeros(num, flat.shape[1], dtype=flat.dtype)
-        total.index_add_(0, subject_index, flat)
-        sums.append(total)
-    norms = torch.sqrt(sum((s * s).sum(dim=1) for s in sums))  # one norm per subject
+    flat = [g.reshape(g.shape[0], -1) for g in per_unit]
+    norms = torch.sqrt(sum((f * f).sum(dim=1) for f in flat))  # one norm per unit
     factor = torch.clamp(max_norm / (norms + 1e-12), max=1.0)
     return [
-        (s * factor[:, None]).sum(dim=0).reshape(g.shape[1:])
-        for s, g in zip(sums, per_clip, strict=True)
+        (f * factor[:, None]).sum(dim=0).reshape(g.shape[1:])
+        for f, g in zip(flat, per_unit, strict=True)
     ]
 
 
@@ -80,13 +82,15 @@ def train_subject_level(
     dp: DPSettings,
     history: Sequence[Segment],
     seed: int | None = None,
+    grad_mode: Mode = DEFAULT_MODE,
 ) -> LocalTrainingResult:
     """Train ``model`` in place for one round of user-level DP-SGD.
 
     ``subjects`` names each clip's subject; ``plan`` is :func:`subject_plan`
     for this device. ``seed`` None (the only private choice) draws the subject
     sampling from the OS's secure source; an integer makes it reproducible,
-    for tests only. The noise is always secret.
+    for tests only. The noise is always secret. ``grad_mode`` picks how the
+    per-clip gradients are computed; every mode gives the same gradients.
     """
     if len(features) == 0:
         raise ValueError("no training examples on this device")
@@ -99,10 +103,10 @@ def train_subject_level(
     q, sigma, clip_norm = plan.sample_rate, dp.noise_multiplier, dp.max_grad_norm
     expected_subjects = q * len(names)
 
-    wrapped = GradSampleModule(model, loss_reduction="mean")
-    params = [p for p in wrapped.parameters() if p.requires_grad]
+    model.train()
+    per_subject = UnitGradients(model, grad_mode)
+    params = per_subject.params
     optimizer = torch.optim.SGD(params, lr=learning_rate)
-    wrapped.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for _ in range(plan.steps_per_round):
         chosen = np.flatnonzero(sampler.random(len(names)) < q)
@@ -110,25 +114,19 @@ def train_subject_level(
         summed = [torch.zeros_like(p) for p in params]
         if len(clips):
             x, y = x_all[clips], y_all[clips]
-            wrapped.zero_grad(set_to_none=True)
-            loss, logits = training_loss(wrapped, x, y)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                loss.backward()
             # Subjects renumbered 0..s-1 within the step, for the grouped sum.
             _, local = torch.unique(per_subject_clip[clips], return_inverse=True)
-            grads = [p.grad_sample for p in params]  # type: ignore[attr-defined]
-            summed = clipped_subject_sum(grads, local, clip_norm)
-            loss_sum += float(loss.detach()) * len(y)
+            loss, logits, grads = per_subject(x, y, local)
+            summed = clipped_sum(grads, clip_norm)
+            loss_sum += float(loss) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         # An empty draw still takes its noisy step: it counts towards the budget.
         for p, s in zip(params, summed, strict=True):
             noise = torch.normal(0.0, sigma * clip_norm, p.shape, generator=noise_source)
             p.grad = (s + noise) / expected_subjects
-            p.grad_sample = None  # type: ignore[attr-defined]
         optimizer.step()
-    wrapped._close()  # the caller's model is a plain module again
+    per_subject.close()  # the caller's model is a plain module again
     new_history = merge_segment(history, (sigma, q, plan.steps_per_round))
     return LocalTrainingResult(
         num_examples=len(features),
