@@ -31,20 +31,18 @@ from pathlib import Path
 
 import numpy as np
 
+# The devices' node config: they train in the clear; the coordinator's
+# client-level noise is the mechanism.
+CROSS_DEVICE_POLICY = {"allow_non_private": True}
 
-def _heldout(subjects: int) -> int:
-    return 4 if subjects <= 16 else 16
 
-
-def _point(subjects: int, rounds: int, out_dir: Path) -> dict[str, float]:
-    """One federation in this process; its warm round times and peak memory."""
+def cross_device_config(subjects: int, rounds: int):
+    """One subject per device, client-level DP-FedAvg at ε 8 over every device every round."""
     from common.run_config import RunConfig
-    from simulations.default_cohort import cohort_manifest
-    from simulations.federation import prepare_federation, run_federation
 
-    cfg = RunConfig(
+    return RunConfig(
         cohort_subjects=subjects,
-        num_heldout_subjects=_heldout(subjects),
+        num_heldout_subjects=4 if subjects <= 16 else 16,
         silos=0,
         num_server_rounds=rounds,
         dp_sgd=False,
@@ -53,14 +51,22 @@ def _point(subjects: int, rounds: int, out_dir: Path) -> dict[str, float]:
         pretrain_subjects=0,
         min_nodes=2,
     )
+
+
+def _point(subjects: int, rounds: int, out_dir: Path) -> dict[str, float]:
+    """One federation in this process; its warm round times and peak memory."""
+    from simulations.default_cohort import cohort_manifest
+    from simulations.federation import prepare_federation, run_federation
+
+    cfg = cross_device_config(subjects, rounds)
     manifest = cohort_manifest(cfg, workers=2)
-    cfg, devices = prepare_federation(cfg, manifest, out_dir, policy={"allow_non_private": True})
+    cfg, devices = prepare_federation(cfg, manifest, out_dir, policy=CROSS_DEVICE_POLICY)
     run_federation(cfg, devices, transport="in-process")
     results = json.loads((out_dir / "results.json").read_text())
     seconds = [float(r["seconds"]) for r in results["rounds"]]
     return {
         "devices": len(devices),
-        "training_devices": subjects - _heldout(subjects),
+        "training_devices": subjects - cfg.num_heldout_subjects,
         "round_seconds": seconds,
         "warm_round_seconds": float(np.mean(seconds[1:])) if len(seconds) > 1 else seconds[0],
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,

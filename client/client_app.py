@@ -28,25 +28,19 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from client.accountant_state import open_device_state
-from client.dp_training import predict
 from client.evaluation_release import release_confusion
+from client.inference import predict
 from client.local_data import HELDOUT, TRAIN, LocalData, device_node_config, load_local_data
 from client.payload_guard_mod import payload_guard_mod
 from client.privacy_policy import Refusal, noise_share_refusal
 from client.receipts import keep_receipt
+from client.round_context import Refused, RoundContext, refuse_and_record, spent_so_far
 from client.secagg_client import (
     MAX_TRUNCATION,
     clipped_update,
     noised_update,
     secagg_when_requested_mod,
     skellam_share,
-)
-from client.training_round import (
-    Refused,
-    RoundContext,
-    refuse_and_record,
-    spent_so_far,
-    train_round,
 )
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
@@ -113,6 +107,11 @@ def train(msg: Message, context: Context) -> Message:
         nonce=request.nonce,
         bind_update=not request.legacy,
     )
+    # Imported here, not at the top: a deployed device starts a fresh process
+    # for every message, and the census and evaluation need neither the
+    # training code nor Opacus.
+    from client.training_round import train_round
+
     share = None
     if request.legacy and request.client_noise_multiplier > 0:
         share_or_refused = _noise_share(context, ctx, request, model)

@@ -157,14 +157,3 @@ def _batches(loader: DataLoader, epochs: int):
     """All batches of ``epochs`` passes over a (Poisson-sampled) loader."""
     for _ in range(epochs):
         yield from loader
-
-
-@torch.no_grad()
-def predict(model: nn.Module, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Predicted class indices."""
-    model.eval()
-    out = []
-    x_all = torch.as_tensor(features, dtype=torch.float32)
-    for start in range(0, len(x_all), batch_size):
-        out.append(model(x_all[start : start + batch_size]).argmax(1).numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

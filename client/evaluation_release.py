@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
-from client.training_round import Refused, RoundContext, refuse_and_record, spent_so_far
+from client.round_context import Refused, RoundContext, refuse_and_record, spent_so_far
 from common.metrics import confusion_matrix
 from common.privacy.dp_plan import DPPlan
 from common.privacy.ledger import encode_entry

@@ -10,62 +10,18 @@ example count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from torch import nn
 
-from client.accountant_state import DevicePrivacyState
 from client.dp_training import DPSettings, device_seed, train_with_dp
-from client.local_data import LocalData
 from client.plain_training import LocalSchedule, train_plain
-from client.privacy_policy import Refusal, accounting_delta, budget_refusal, mechanism_terms
+from client.privacy_policy import Refusal, budget_refusal, mechanism_terms
+from client.round_context import Refused, RoundContext, refuse_and_record, spent_so_far
 from client.subject_dp_sgd import subject_plan, train_subject_level
-from common.node_config import NodeConfig
-from common.privacy.accounting import epsilon_prv, epsilon_rdp
+from common.privacy.accounting import epsilon_prv
 from common.privacy.dp_plan import DPPlan, steps_per_epoch
 from common.privacy.ledger import encode_entry
 from common.privacy.units import SUBJECT, training_mechanism
-from common.run_config import RunConfig
-from common.wire import TrainMetrics, arrays_digest
-
-
-@dataclass(frozen=True)
-class RoundContext:
-    """Who and when: the device's identity and state, the run and round."""
-
-    data: LocalData
-    node: NodeConfig
-    cfg: RunConfig
-    state: DevicePrivacyState
-    run_id: str
-    server_round: int
-    nonce: str = ""  # the coordinator's for this round, signed into every entry
-    # Whether the reply's payload is bound by its hash: not under SecAgg+, where
-    # what leaves is masked and the coordinator never sees the update itself.
-    bind_update: bool = True
-
-    def record(self, **fields: Any) -> dict[str, Any]:
-        """Sign and append one ledger entry for this run, round and device."""
-        return self.state.ledger.append(
-            run_id=self.run_id,
-            nonce=self.nonce,
-            round=self.server_round,
-            device_id=self.data.device_id,
-            **fields,
-        )
-
-    def model_digest(self, model: nn.Module) -> str:
-        """The hash of the model the reply will carry ("" when it is not bound)."""
-        if not self.bind_update:
-            return ""
-        return arrays_digest({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-
-
-@dataclass(frozen=True)
-class Refused:
-    refusal: Refusal
-    ledger_entry: str
+from common.wire import TrainMetrics
 
 
 def train_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str] | Refused:
@@ -197,35 +153,3 @@ def _non_private_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetric
         total_steps=steps,
     )
     return metrics, encode_entry(entry)
-
-
-def spent_so_far(ctx: RoundContext) -> float:
-    """The device's cumulative ε at the δ it accounts at (for the ledger line of a refusal)."""
-    history = ctx.state.history()
-    return epsilon_rdp(history, accounting_delta(ctx.node, ctx.cfg)) if history else 0.0
-
-
-def refuse_and_record(
-    ctx: RoundContext,
-    refusal: Refusal,
-    mechanism: str,
-    sigma: float,
-    q: float,
-    spent: float,
-    budget: float = 0.0,
-) -> Refused:
-    """Sign the refusal into the ledger, then hand it back for the reply."""
-    entry = ctx.record(
-        mechanism=mechanism,
-        sigma=sigma,
-        q=q,
-        # The device's δ, never a larger one the coordinator asked for.
-        delta=accounting_delta(ctx.node, ctx.cfg),
-        budget=budget,
-        accountant="rdp",
-        event="refused",
-        steps=0,
-        epsilon=spent,
-        note=refusal.note(),
-    )
-    return Refused(refusal, encode_entry(entry))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from client.dp_training import predict
+from client.inference import predict
 from client.local_data import load_local_data
 from common.labels import COMPOSITE_CLASSES
 from common.metrics import confusion_matrix, summarize

@@ -23,6 +23,9 @@ BIN = Path(sys.executable).parent
 TAG_VARIABLE = "FEDMER_DEPLOYMENT"
 
 
+SUPEREXEC_POLL_SECONDS = "0.1"
+
+
 def offline_flower_env(flwr_home: Path, tag: str = "") -> dict[str, str]:
     """Environment for Flower CLIs that never reaches the network.
 
@@ -39,6 +42,9 @@ def offline_flower_env(flwr_home: Path, tag: str = "") -> dict[str, str]:
         FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
         # Without it every Flower process waits up to 4 s for telemetry at exit.
         FLWR_TELEMETRY_ENABLED="0",
+        # The SuperExec polls for new tasks (a ServerApp or ClientApp to start)
+        # every second by default: up to 1 s of idle wait per message stage.
+        FLWR_SUPEREXEC_TASK_POLL_INTERVAL=SUPEREXEC_POLL_SECONDS,
         # `flwr` starts `flower-superlink` by name: use this interpreter's copy.
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from client.dp_training import predict
+from client.inference import predict
 from client.local_data import load_local_data
 from common.labels import COMPOSITE_CLASSES
 from common.metrics import confusion_matrix, uar, uf1

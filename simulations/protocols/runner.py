@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from client.dp_training import predict
+from client.inference import predict
 from client.plain_training import LocalSchedule, train_plain
 from common.atomic_io import write_json_atomic
 from common.labels import COMPOSITE_CLASSES

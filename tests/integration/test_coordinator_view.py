@@ -223,7 +223,7 @@ def test_training_devices_refuse_to_evaluate_and_held_out_counts_are_noised(coho
     data = load_local_data(held_out, cfg.model)
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(arrays.to_torch_state_dict())
-    from client.dp_training import predict
+    from client.inference import predict
     from common.metrics import confusion_matrix
 
     exact = confusion_matrix(data.labels, predict(model, data.features), 3).astype(float)

@@ -82,7 +82,8 @@ def test_a_device_declared_single_person_with_several_subjects_refuses(tmp_path)
 
     from client.accountant_state import open_device_state
     from client.local_data import LocalData
-    from client.training_round import Refused, RoundContext, train_round
+    from client.round_context import Refused, RoundContext
+    from client.training_round import train_round
     from common.models import build_model
     from common.node_config import NodeConfig
     from common.run_config import RunConfig

@@ -57,3 +57,18 @@ def test_calibrated_sigma_meets_the_target_for_the_whole_run():
     # must be below ours, showing ours is still a valid upper bound.
     assert rdp_epsilon([(sigma, 1 / 3, 72)], 1e-5) <= 8.0 * 1.01
     assert pld_epsilon([(sigma, 1 / 3, 72)], 1e-5) < eps
+
+
+@pytest.mark.parametrize(
+    "history",
+    [[(1.1, 0.2, 30)], [(0.8, 0.05, 400), (1.5, 0.25, 12)], [(2.0, 1.0, 5)]],
+)
+def test_prv_with_the_cached_domain_is_opacus_prv(history):
+    """The domain from cached RDP curves changes nothing in Opacus' PRV result."""
+    from opacus.accountants import PRVAccountant
+
+    reference = PRVAccountant()
+    reference.history = list(history)
+    with np.errstate(divide="ignore"):
+        expected = reference.get_epsilon(delta=1e-5)
+    assert epsilon_prv(history, 1e-5) == pytest.approx(expected, rel=1e-9)
