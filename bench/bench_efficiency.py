@@ -10,15 +10,18 @@ scenario is one complete fedmer federation of the real ServerApp and ClientApp:
   device) training in the clear under client-level DP-FedAvg (ε 8), every
   device every round.
 
-Both run on the in-process transport; ``cross-device-64`` also on Flower's
-Simulation Runtime (Ray, one CPU per virtual SuperNode). The timers are a bench-only
+Both run on the in-process transport, with every device in this process
+and with the devices spread over one worker process per core
+(``--workers``); ``cross-device-64`` also on Flower's Simulation Runtime
+(Ray, one CPU per virtual SuperNode). The timers are a bench-only
 ClientApp mod (innermost, around each handler: census, train, evaluate) and a
 wrapper around the local training functions; both write one line per call to
 a file, so they also work inside Ray's worker processes. The rest of a round
 (the server's aggregation, accounting, plots and message building, the
 payload guard) is the rounds' wall time minus the train and evaluate
-handlers' time, where the handlers run one after another (in-process); under
-Ray they overlap, so there it is not a difference and is left out. The census
+handlers' time, where the handlers run one after another (in-process); with
+workers or under Ray they overlap, so there it is not a difference and is
+left out. The census
 runs once, before round 1, outside the rounds' wall time.
 
     python -m bench.bench_efficiency [--rounds 4] [--scenarios default,cross-device-64]
@@ -87,7 +90,9 @@ def _config(scenario: str, rounds: int):
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
-def run_scenario(scenario: str, transport: str, rounds: int, out_dir: Path) -> dict[str, Any]:
+def run_scenario(
+    scenario: str, transport: str, rounds: int, out_dir: Path, workers: int = 1
+) -> dict[str, Any]:
     from simulations.default_cohort import cohort_manifest
     from simulations.federation import prepare_federation, run_federation
 
@@ -99,7 +104,9 @@ def run_scenario(scenario: str, transport: str, rounds: int, out_dir: Path) -> d
     install_training_timers()
     # Ray's workers import the ClientApp afresh; the wrapper is installed there
     # by this mod's first call (see _mod_installing_timers).
-    run_federation(cfg, devices, transport=transport, extra_mods=[_mod_installing_timers])
+    run_federation(
+        cfg, devices, transport=transport, extra_mods=[_mod_installing_timers], workers=workers
+    )
     results = json.loads((out_dir / "results.json").read_text())
     totals: dict[str, float] = defaultdict(float)
     for line in timings.read_text().splitlines():
@@ -108,7 +115,7 @@ def run_scenario(scenario: str, transport: str, rounds: int, out_dir: Path) -> d
     round_wall = sum(float(r["seconds"]) for r in results["rounds"])
     return {
         "scenario": scenario,
-        "transport": transport,
+        "transport": transport if workers == 1 else f"{transport}, {workers} workers",
         "devices": len(devices),
         "rounds": len(results["rounds"]),
         "round_wall": round_wall,
@@ -128,7 +135,8 @@ def _row(point: dict[str, Any], cores: int) -> str:
     evaluate = point.get("handler:evaluate", 0.0)
     census = point.get("handler:query", 0.0)
     # The census runs once, before round 1, outside the rounds' wall time.
-    rest = wall - train_handler - evaluate if point["transport"] == "in-process" else float("nan")
+    sequential = point["transport"] == "in-process"
+    rest = wall - train_handler - evaluate if sequential else float("nan")
     cells = [
         point["scenario"],
         point["transport"],
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--scenarios", default="default,cross-device-64")
-    p.add_argument("--transports", default="in-process,simulation")
+    p.add_argument("--transports", default="in-process,in-process-workers,simulation")
     args = p.parse_args(argv)
     cores = os.cpu_count() or 1
     points = []
@@ -158,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         for transport in args.transports.split(","):
             if scenario == "default" and transport == "simulation":
                 continue  # three devices cannot fill Ray's workers; in-process only
+            workers = cores if transport == "in-process-workers" else 1
+            transport = "in-process" if workers > 1 else transport
             with tempfile.TemporaryDirectory() as tmp:
-                run_scenario(scenario, transport, 1, Path(tmp) / "warm")  # caches, imports
-                points.append(run_scenario(scenario, transport, args.rounds, Path(tmp) / "run"))
+                # First an untimed run: caches, imports.
+                run_scenario(scenario, transport, 1, Path(tmp) / "warm", workers)
+                run = run_scenario(scenario, transport, args.rounds, Path(tmp) / "run", workers)
+                points.append(run)
     print(describe_machine())
     print()
     print(

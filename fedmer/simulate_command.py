@@ -45,7 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=min(2, os.cpu_count() or 1),
-        help="processes for data generation and preprocessing",
+        help="processes for data generation and preprocessing, and for the devices "
+        "on the in-process transport",
     )
     harness.add_argument(
         "--materialize-only",
@@ -97,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     # The devices' preprocessing settings (public, no data), so that
     # ``fedmer predict`` and ``fedmer export`` apply the same to new clips.
     write_preprocessing(out_dir, cfg.model, config)
-    run_federation(cfg, devices, transport=args.transport, verbose=args.verbose)
+    run_federation(
+        cfg, devices, transport=args.transport, verbose=args.verbose, workers=args.workers
+    )
     _add_subject_table(out_dir, devices)
     report = write_report(out_dir)
     print(f"[fedmer] report: {report}", flush=True)

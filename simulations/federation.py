@@ -84,8 +84,13 @@ def run_federation(
     transport: str = "simulation",
     extra_mods: Sequence[Mod] = (),
     verbose: bool = False,
+    workers: int = 1,
 ) -> Path:
-    """Run the ServerApp over ``devices``; returns the run folder (``cfg.out_dir``)."""
+    """Run the ServerApp over ``devices``; returns the run folder (``cfg.out_dir``).
+
+    ``workers`` > 1 runs the in-process transport's devices in that many
+    worker processes (Flower's Simulation Runtime sizes its own).
+    """
     from client.client_app import app as production_client_app
     from client.client_app import build_client_app
 
@@ -96,7 +101,13 @@ def run_federation(
 
         # Every device is there from the start: nothing to wait for.
         cfg = cfg.replace(census_settle=0.0)
-        run_in_process(server_app, client_app, cfg.to_flower(), [d.node_config for d in devices])
+        run_in_process(
+            server_app,
+            client_app,
+            cfg.to_flower(),
+            [d.node_config for d in devices],
+            workers=workers,
+        )
     elif transport == "simulation":
         from simulations.flower_runtime import run_flower_simulation
 

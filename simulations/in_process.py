@@ -7,10 +7,18 @@ payload guard) together with that device's own persistent ``Context``, so the
 same ServerApp main loop runs here, on Flower's Simulation Runtime and on the
 Deployment Runtime. A ClientApp that raises becomes an error reply, exactly
 as Flower's runtimes report it.
+
+With ``workers`` > 1 the devices are spread over that many forked worker
+processes, each keeping its devices' Contexts for the whole run, so devices
+train in parallel on separate cores (threads would not: the GIL serialises
+the many small operations of a small model). Messages and replies cross as
+pickles; the ServerApp still runs here, one loop for every transport.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +42,11 @@ class InProcessGrid(Grid):
     node_configs: Sequence[NodeConfig]
     run_config: dict[str, bool | int | float | str]
     run_id: int = field(default_factory=lambda: secrets.randbits(63))
+    workers: int = 1
     _run: Run | None = None
     _contexts: dict[int, Context] = field(default_factory=dict)
     _replies: dict[str, Message] = field(default_factory=dict)
+    _pool: _DeviceWorkers | None = None
 
     def __post_init__(self) -> None:
         for node in self.node_configs:
@@ -72,12 +82,20 @@ class InProcessGrid(Grid):
         return list(self._contexts)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        ids = []
-        for message in messages:
+        batch = list(messages)
+        for message in batch:
             message.metadata.__dict__["_message_id"] = str(uuid4())
-            self._replies[message.metadata.message_id] = self._deliver(message)
-            ids.append(message.metadata.message_id)
-        return ids
+        if self.workers > 1:
+            if self._pool is None:
+                # Started at the first message, once the ServerApp has set
+                # Flower's task identity, which the workers inherit.
+                self._pool = _DeviceWorkers(self.client_app, self._contexts, self.workers)
+            replies = self._pool.deliver(batch)
+        else:
+            replies = [deliver(self.client_app, self._contexts, m) for m in batch]
+        for message, reply in zip(batch, replies, strict=True):
+            self._replies[message.metadata.message_id] = reply
+        return [m.metadata.message_id for m in batch]
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return [self._replies.pop(i) for i in message_ids if i in self._replies]
@@ -87,20 +105,94 @@ class InProcessGrid(Grid):
     ) -> Iterable[Message]:
         return list(self.pull_messages(list(self.push_messages(messages))))
 
-    def _deliver(self, message: Message) -> Message:
-        context = self._contexts.get(message.metadata.dst_node_id)
-        if context is None:
-            return Message(
-                Error(ErrorCode.UNKNOWN, f"node {message.metadata.dst_node_id} is unknown"),
-                reply_to=message,
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def deliver(client_app: ClientApp, contexts: Mapping[int, Context], message: Message) -> Message:
+    """``client_app``'s reply to ``message`` with its node's Context; errors become replies."""
+    context = contexts.get(message.metadata.dst_node_id)
+    if context is None:
+        return _unknown_node(message)
+    try:
+        reply = client_app(message, context)
+    except Exception as exc:  # reported as Flower's runtimes do, never raised
+        reason = f"{type(exc)}:<'{exc}'>"
+        reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason), reply_to=message)
+    reply.metadata.__dict__["_message_id"] = str(uuid4())
+    return reply
+
+
+def _unknown_node(message: Message) -> Message:
+    return Message(
+        Error(ErrorCode.UNKNOWN, f"node {message.metadata.dst_node_id} is unknown"),
+        reply_to=message,
+    )
+
+
+class _DeviceWorkers:
+    """Forked processes that each hold some devices' Contexts and answer their messages."""
+
+    def __init__(self, client_app: ClientApp, contexts: Mapping[int, Context], workers: int):
+        fork = multiprocessing.get_context("fork")
+        nodes = sorted(contexts)
+        self._worker_of = {node: i % workers for i, node in enumerate(nodes)}
+        self._outbox = fork.Queue()
+        self._inboxes = [fork.Queue() for _ in range(workers)]
+        self._procs = []
+        for index, inbox in enumerate(self._inboxes):
+            mine = {n: contexts[n] for n in nodes if self._worker_of[n] == index}
+            proc = fork.Process(
+                target=_serve, args=(client_app, mine, inbox, self._outbox), daemon=True
             )
-        try:
-            reply = self.client_app(message, context)
-        except Exception as exc:  # reported as Flower's runtimes do, never raised
-            reason = f"{type(exc)}:<'{exc}'>"
-            reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason), reply_to=message)
-        reply.metadata.__dict__["_message_id"] = str(uuid4())
-        return reply
+            proc.start()
+            self._procs.append(proc)
+
+    def deliver(self, batch: Sequence[Message]) -> list[Message]:
+        replies: dict[int, Message] = {}
+        for index, message in enumerate(batch):
+            worker = self._worker_of.get(message.metadata.dst_node_id)
+            if worker is None:
+                replies[index] = _unknown_node(message)
+            else:
+                self._inboxes[worker].put((index, message))
+        while len(replies) < len(batch):
+            try:
+                index, reply = self._outbox.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p.pid for p in self._procs if not p.is_alive()]
+                if dead:
+                    raise RuntimeError(f"in-process device worker(s) {dead} died") from None
+                continue
+            replies[index] = reply
+        return [replies[i] for i in range(len(batch))]
+
+    def close(self) -> None:
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for proc in self._procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _serve(
+    client_app: ClientApp,
+    contexts: dict[int, Context],
+    inbox: multiprocessing.Queue,
+    outbox: multiprocessing.Queue,
+) -> None:
+    import torch
+
+    # One core per worker: the devices, not torch's threads, are the parallelism.
+    torch.set_num_threads(1)
+    while (item := inbox.get()) is not None:
+        index, message = item
+        outbox.put((index, deliver(client_app, contexts, message)))
 
 
 def coordinator_context(run_id: int, run_config: Mapping[str, bool | int | float | str]) -> Context:
@@ -122,7 +214,14 @@ def run_in_process(
     client_app: ClientApp,
     run_config: dict[str, bool | int | float | str],
     node_configs: Sequence[NodeConfig],
+    workers: int = 1,
 ) -> None:
-    """Run ``server_app``'s main loop against one in-process device per node config."""
-    grid = InProcessGrid(client_app, node_configs, run_config)
-    server_app(grid, coordinator_context(grid.run_id, run_config))
+    """Run ``server_app``'s main loop against one in-process device per node config.
+
+    ``workers`` > 1 spreads the devices over that many worker processes.
+    """
+    grid = InProcessGrid(client_app, node_configs, run_config, workers=workers)
+    try:
+        server_app(grid, coordinator_context(grid.run_id, run_config))
+    finally:
+        grid.close()

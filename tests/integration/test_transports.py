@@ -1,8 +1,9 @@
 """One federated loop over every transport: in-process and Flower's Simulation Runtime agree.
 
 The same ServerApp main loop and ClientApp run a 2-round, 4-device federation
-(3 training subjects, 1 held out) with DP off and a fixed seed, once over the
-in-process transport and once over Flower's Simulation Runtime (Ray). Without
+(3 training subjects, 1 held out) with DP off and a fixed seed over the
+in-process transport (all devices in this process, and spread over 2 worker
+processes) and over Flower's Simulation Runtime (Ray). Without
 noise every step is determined by the seed, so the final global models must
 agree to 1e-6, and both runs must write the one results schema.
 """
@@ -23,6 +24,12 @@ from simulations.federation import prepare_federation, run_federation
 from simulations.synthetic import CohortSpec
 from tests.scenarios import CLIP_LEVEL
 
+TRANSPORTS = (
+    ("in-process", "in-process", 1),
+    ("in-process-workers", "in-process", 2),
+    ("simulation", "simulation", 1),
+)
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -40,24 +47,27 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         seed=7,
     )
     out = {}
-    for transport in ("in-process", "simulation"):
-        run_dir = tmp_path_factory.mktemp(transport)
+    for name, transport, workers in TRANSPORTS:
+        run_dir = tmp_path_factory.mktemp(name)
         run_cfg, devices = prepare_federation(
             cfg, manifest, run_dir, policy={"allow_non_private": True}
         )
         assert len(devices) == 4
-        run_federation(run_cfg, devices, transport=transport)
-        out[transport] = run_dir
+        run_federation(run_cfg, devices, transport=transport, workers=workers)
+        out[name] = run_dir
     mp.undo()
     return out
 
 
-def test_final_global_models_agree_across_transports(runs: dict[str, Path]) -> None:
+@pytest.mark.parametrize("other", ["in-process-workers", "simulation"])
+def test_final_global_models_agree_across_transports(runs: dict[str, Path], other: str) -> None:
     local = torch.load(runs["in-process"] / "final_model.pt")
-    ray = torch.load(runs["simulation"] / "final_model.pt")
-    assert list(local) == list(ray)
+    theirs = torch.load(runs[other] / "final_model.pt")
+    assert list(local) == list(theirs)
     for name in local:
-        np.testing.assert_allclose(local[name].numpy(), ray[name].numpy(), atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            local[name].numpy(), theirs[name].numpy(), atol=1e-6, err_msg=name
+        )
     initial = _initial_model(7)
     moved = any(not torch.allclose(initial[k], local[k]) for k in local)
     assert moved  # the devices really trained: the model is not the initial one
@@ -72,6 +82,7 @@ def test_both_transports_write_the_one_results_schema(runs: dict[str, Path]) -> 
     # Same devices and ids on both transports (held-out counts are released
     # with fresh Gaussian noise, so they differ from run to run by design).
     assert docs["in-process"]["devices"] == docs["simulation"]["devices"]
+    assert docs["in-process"]["devices"] == docs["in-process-workers"]["devices"]
 
 
 def test_a_broken_results_document_fails_the_schema(runs: dict[str, Path]) -> None:
@@ -89,3 +100,25 @@ def _initial_model(seed: int) -> dict[str, torch.Tensor]:
 
     torch.manual_seed(seed)
     return build_model("ststnet", num_classes=len(COMPOSITE_CLASSES)).state_dict()
+
+
+def _die_on_train(msg, context, call_next):
+    """Test scaffolding: the device worker process exits in the middle of a round."""
+    import os
+
+    if msg.metadata.message_type == "train":
+        os._exit(3)
+    return call_next(msg, context)
+
+
+def test_a_dead_device_worker_stops_the_run_with_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FEDMER_CACHE", str(tmp_path / "fedmer-cache"))
+    manifest = ensure_cohort(CohortSpec(num_subjects=4, clips_per_class=2, seed=0))
+    cfg = RunConfig(**CLIP_LEVEL, num_server_rounds=1, dp_sgd=False, num_heldout_subjects=1, seed=7)
+    run_cfg, devices = prepare_federation(
+        cfg, manifest, tmp_path / "run", policy={"allow_non_private": True}
+    )
+    with pytest.raises(RuntimeError, match=r"in-process device worker\(s\) \[\d+"):
+        run_federation(
+            run_cfg, devices, transport="in-process", extra_mods=[_die_on_train], workers=2
+        )
