@@ -43,6 +43,12 @@ def main() -> None:
         num_heldout_subjects=args.heldout,
         target_epsilon=0.0,
         noise_multiplier=1.1,
+        # One subject per device, clip-level DP-SGD at a fixed σ, and a budget
+        # that lasts every round: the same work in every round on both sides.
+        silos=0,
+        dp_unit="clip",
+        pretrain_subjects=0,
+        epsilon_budget=100.0,
     )
     torch.set_num_threads(1)
     seconds, uf1 = {}, {}
