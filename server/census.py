@@ -12,13 +12,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
 
 from common.wire import CensusReply, WireError
+from server.grid_view import GridView
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Cens
     return Census(devices)
 
 
-class NodeSubsetGrid(Grid):
+class NodeSubsetGrid(GridView):
     """A view of a Grid that exposes only some nodes to a strategy's sampler.
 
     Flower's strategies sample from ``grid.get_node_ids()``; restricting that
@@ -122,29 +121,8 @@ class NodeSubsetGrid(Grid):
     """
 
     def __init__(self, grid: Grid, allowed: Iterable[int]) -> None:
-        self._grid = grid
+        super().__init__(grid)
         self._allowed = frozenset(allowed)
 
     def get_node_ids(self) -> Iterable[int]:
         return [n for n in self._grid.get_node_ids() if n in self._allowed]
-
-    def set_run(self, run: Run) -> None:
-        return self._grid.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self._grid.run
-
-    def create_message(self, *args: Any, **kwargs: Any) -> Message:
-        return self._grid.create_message(*args, **kwargs)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self._grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self._grid.pull_messages(message_ids)
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        return self._grid.send_and_receive(messages, timeout=timeout)

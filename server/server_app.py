@@ -40,6 +40,7 @@ from server.federation_loop import (
     evaluate_starting_model,
     run_rounds,
 )
+from server.grid_view import PromptGrid
 from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
 from server.round_plot import plot_rounds
@@ -58,6 +59,8 @@ def main(grid: Grid, context: Context) -> None:
     cfg = RunConfig.from_flower(context.run_config)
     out_dir = Path(cfg.out_dir or f"runs/{context.run_id}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Replies are fetched as soon as they are in, on every transport.
+    grid = PromptGrid(grid)
 
     wait_for_nodes(grid, cfg.min_nodes, cfg.round_timeout, cfg.census_settle)
     census = take_census(grid, cfg.round_timeout)
