@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from bench.machine import describe_machine
-from client.per_sample_grads import MODES, UnitGradients
+from client.per_sample_grads import MODES, Mode, UnitGradients
 from client.subject_dp_sgd import clipped_sum
 from common.models import build_model
 
@@ -51,7 +51,9 @@ def plain_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Step:
     return step
 
 
-def dp_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, unit: torch.Tensor, mode) -> Step:
+def dp_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, unit: torch.Tensor, mode: Mode
+) -> Step:
     per_unit = UnitGradients(model, mode)
     opt = torch.optim.SGD(per_unit.params, lr=0.1)
     units = int(unit.max()) + 1

@@ -42,7 +42,8 @@ from common.models.losses import training_loss
 Mode = Literal["hooks", "functorch", "ew", "vmap", "unit-backward"]
 MODES: tuple[Mode, ...] = ("hooks", "functorch", "ew", "vmap", "unit-backward")
 # Fastest for STSTNet at user-level DP-SGD's default step (4 subjects of 12
-# clips) in docs/benchmarks.md, "Per-unit gradients".
+# clips) in docs/benchmarks.md, "A DP-SGD step against a plain step, by
+# per-unit gradient method".
 DEFAULT_MODE: Mode = "unit-backward"
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]

@@ -90,7 +90,7 @@ def train_subject_level(
     for this device. ``seed`` None (the only private choice) draws the subject
     sampling from the OS's secure source; an integer makes it reproducible,
     for tests only. The noise is always secret. ``grad_mode`` picks how the
-    per-clip gradients are computed; every mode gives the same gradients.
+    per-subject gradients are computed; every mode gives the same gradients.
     """
     if len(features) == 0:
         raise ValueError("no training examples on this device")

@@ -21,13 +21,13 @@ TRAINING_MODULES = (
 
 PROBE = """
 import sys
-import client.client_app
+{statement}
 print(",".join(m for m in {modules!r} if m in sys.modules))
 """
 
 
 def _loaded_after(statement: str) -> list[str]:
-    code = PROBE.format(modules=TRAINING_MODULES).replace("import client.client_app", statement)
+    code = PROBE.format(statement=statement, modules=TRAINING_MODULES)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return [m for m in out.stdout.strip().split(",") if m]
 
