@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 CLIPS_PER_CLASS = 3  # 9 clips per device
+KEEP_LOGS = os.environ.get("FEDMER_BENCH_KEEP_LOGS")  # copy the deployment's logs here
 
 
 def _warm(data_dir: Path, role: str) -> None:
@@ -77,6 +80,8 @@ def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
             total = time.perf_counter() - t0
             if code != 0:
                 raise RuntimeError(f"flwr run exited {code}:\n{dep.logs_text()[-6000:]}")
+            if KEEP_LOGS:
+                shutil.copytree(dep.logs, KEEP_LOGS, dirs_exist_ok=True)
         results = json.loads((out / "results.json").read_text())
     return _point("real", num_train, results, total)
 

@@ -8,16 +8,48 @@ never per round. Note that ``len(history)`` counts segments, not steps.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.analysis import rdp as privacy_analysis
-from opacus.accountants.analysis.prv import Domain
 
 Segment = tuple[float, float, int]
+
+# Opacus' RDPAccountant.DEFAULT_ALPHAS (equality tested), spelled out so that
+# accounting does not need the accountant class.
+RDP_ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
+
+_OPACUS_RDP = "opacus.accountants.analysis.rdp"
+
+
+@lru_cache(maxsize=1)
+def _rdp_analysis() -> ModuleType:
+    """Opacus' RDP analysis (``opacus/accountants/analysis/rdp.py``), without the rest of Opacus.
+
+    Importing any Opacus module runs ``opacus/__init__``, which loads the privacy
+    engine, its optimizers and torch.distributed: 1.3 s. Flower starts a fresh
+    ClientApp process for every message, so the census and evaluation handlers,
+    which account but never train, would pay it each time. That file needs only
+    numpy and scipy, so it is loaded by path: the same code Opacus' RDPAccountant
+    runs, and the same figures (``tests/unit/test_privacy_accounting.py``).
+    """
+    if _OPACUS_RDP in sys.modules:  # the train handler has imported Opacus already
+        return sys.modules[_OPACUS_RDP]
+    package = importlib.util.find_spec("opacus")  # locates the package without running it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("opacus is not installed; fedmer's accounting uses its RDP analysis")
+    path = f"{package.submodule_search_locations[0]}/accountants/analysis/rdp.py"
+    spec = importlib.util.spec_from_file_location("fedmer_opacus_rdp_analysis", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"Opacus' RDP analysis is not at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def total_steps(history: Iterable[Segment]) -> int:
@@ -50,18 +82,14 @@ def epsilon_rdp(history: Sequence[Segment], delta: float) -> float:
     if _noiseless(history):
         return math.inf
     rdp = sum(np.asarray(_unit_rdp(float(s), float(q))) * int(n) for s, q, n in history)
-    eps, _ = privacy_analysis.get_privacy_spent(
-        orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta
-    )
+    eps, _ = _rdp_analysis().get_privacy_spent(orders=list(RDP_ORDERS), rdp=rdp, delta=delta)
     return float(eps)
 
 
 @lru_cache(maxsize=256)
 def _unit_rdp(sigma: float, q: float) -> tuple[float, ...]:
     """RDP of one sampled Gaussian step at Opacus' default orders (linear in steps)."""
-    rdp = privacy_analysis.compute_rdp(
-        q=q, noise_multiplier=sigma, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
-    )
+    rdp = _rdp_analysis().compute_rdp(q=q, noise_multiplier=sigma, steps=1, orders=list(RDP_ORDERS))
     return tuple(float(x) for x in np.atleast_1d(rdp))
 
 
@@ -79,7 +107,7 @@ def epsilon_prv(history: Sequence[Segment], delta: float) -> float:
         return 0.0
     if _noiseless(history):
         return math.inf
-    accountant = _CachedDomainPRV()
+    accountant = _cached_domain_prv_class()()
     accountant.history = [(float(s), float(q), int(n)) for s, q, n in history]
     # At q = 1 (a release without subsampling) Opacus' PRV takes log(1 - q) = -inf
     # on the way to a correct result; the warning it prints is noise.
@@ -87,23 +115,33 @@ def epsilon_prv(history: Sequence[Segment], delta: float) -> float:
         return float(accountant.get_epsilon(delta=delta))
 
 
-class _CachedDomainPRV(PRVAccountant):
-    """Opacus' PRV accountant with its domain computed from cached RDP curves."""
+@lru_cache(maxsize=1)
+def _cached_domain_prv_class() -> Any:
+    """Opacus' PRV accountant with its domain computed from cached RDP curves.
 
-    def _get_domain(self, prvs, num_self_compositions, eps_error, delta_error):
-        # Opacus' compute_safe_domain_size, with epsilon_rdp for its two RDP
-        # accountants (the same orders and conversion).
-        total = sum(num_self_compositions)
-        segments = [
-            (prv.noise_multiplier, prv.sample_rate, n)
-            for prv, n in zip(prvs, num_self_compositions, strict=True)
-        ]
-        l_max = epsilon_rdp(segments, delta_error / 4)
-        for sigma, q, _ in segments:
-            l_max = max(l_max, epsilon_rdp([(sigma, q, 1)], delta_error / (8 * total)))
-        half_width = max(l_max, eps_error) + 3
-        mesh_size = eps_error / np.sqrt(total * np.log(12 / delta_error) / 2)
-        return Domain.create_aligned(-half_width, half_width, mesh_size)
+    Built on first use: only the train handler asks for a PRV figure, and
+    importing Opacus' accountants loads all of Opacus.
+    """
+    from opacus.accountants import PRVAccountant
+    from opacus.accountants.analysis.prv import Domain
+
+    class CachedDomainPRV(PRVAccountant):
+        def _get_domain(self, prvs, num_self_compositions, eps_error, delta_error):
+            # Opacus' compute_safe_domain_size, with epsilon_rdp for its two RDP
+            # accountants (the same orders and conversion).
+            total = sum(num_self_compositions)
+            segments = [
+                (prv.noise_multiplier, prv.sample_rate, n)
+                for prv, n in zip(prvs, num_self_compositions, strict=True)
+            ]
+            l_max = epsilon_rdp(segments, delta_error / 4)
+            for sigma, q, _ in segments:
+                l_max = max(l_max, epsilon_rdp([(sigma, q, 1)], delta_error / (8 * total)))
+            half_width = max(l_max, eps_error) + 3
+            mesh_size = eps_error / np.sqrt(total * np.log(12 / delta_error) / 2)
+            return Domain.create_aligned(-half_width, half_width, mesh_size)
+
+    return CachedDomainPRV
 
 
 def _noiseless(history: Sequence[Segment]) -> bool:

@@ -72,3 +72,19 @@ def test_prv_with_the_cached_domain_is_opacus_prv(history):
     with np.errstate(divide="ignore"):
         expected = reference.get_epsilon(delta=1e-5)
     assert epsilon_prv(history, 1e-5) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [[(1.1, 0.2, 30)], [(0.8, 0.05, 400), (1.5, 0.25, 12)], [(2.0, 1.0, 5)], [(0.6, 0.5, 7)]],
+)
+def test_rdp_loaded_without_the_opacus_package_is_opacus_rdp(history):
+    """The RDP analysis loaded by file path gives Opacus' RDPAccountant's figure exactly."""
+    from opacus.accountants import RDPAccountant
+
+    from common.privacy.accounting import RDP_ORDERS
+
+    reference = RDPAccountant()
+    reference.history = list(history)
+    assert tuple(RDPAccountant.DEFAULT_ALPHAS) == RDP_ORDERS
+    assert epsilon_rdp(history, 1e-5) == pytest.approx(reference.get_epsilon(1e-5), rel=1e-12)
