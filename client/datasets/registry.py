@@ -1,7 +1,10 @@
 """Dataset kinds by name, and auto-detection of a dataset root.
 
 `read_dataset(root, kind)` is the one entry point `fedmer prepare` uses; kind
-"auto" asks every reader whether the root looks like its release.
+"auto" asks every reader whether the root looks like its release. A root whose
+folders are several releases side by side (CASME II, SAMM and SMIC-HS for the
+MEGC2019 composite) is the kind "composite": each folder is read by its own
+reader and the clips keep their dataset's namespace.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ READERS: dict[str, type[ReleaseReader]] = {
     )
 }
 MANIFEST = "manifest"
-KINDS: tuple[str, ...] = ("auto", *READERS, MANIFEST)
+COMPOSITE = "composite"
+KINDS: tuple[str, ...] = ("auto", *READERS, COMPOSITE, MANIFEST)
 
 
 def _manifest_path(root: Path) -> Path | None:
@@ -47,6 +51,8 @@ def detect_kind(root: Path | str) -> str:
         raise ManifestError(f"{root}: dataset root not found")
     if _manifest_path(root) is not None:
         return MANIFEST
+    if len(composite_parts(root)) >= 2:
+        return COMPOSITE
     found = [kind for kind, reader in READERS.items() if reader().looks_like(root)]
     if len(found) == 1:
         return found[0]
@@ -58,10 +64,61 @@ def detect_kind(root: Path | str) -> str:
     raise ManifestError(f"{root}: looks like several datasets ({', '.join(found)}); pass --kind")
 
 
+def _single_kind(folder: Path) -> str | None:
+    found = [kind for kind, reader in READERS.items() if reader().looks_like(folder)]
+    return found[0] if len(found) == 1 else None
+
+
+def composite_parts(root: Path) -> dict[Path, str]:
+    """The folders of `root` that are each exactly one release, with their kinds."""
+    if not root.is_dir():
+        return {}
+    parts = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        kind = _single_kind(folder)
+        if kind is not None:
+            parts[folder] = kind
+    return parts
+
+
+class CompositeReader(ReleaseReader):
+    """Several releases side by side, read each by its own reader into one table."""
+
+    kind = COMPOSITE
+    dataset = COMPOSITE
+
+    def looks_like(self, root: Path) -> bool:
+        return len(composite_parts(root)) >= 2
+
+    def read(self, root: Path | str) -> ManifestTable:
+        root = Path(root)
+        parts = composite_parts(root)
+        if len(parts) < 2:
+            found = ", ".join(f"{p.name} ({k})" for p, k in parts.items()) or "none"
+            raise ManifestError(
+                f"{root}: a composite needs two or more release folders side by side "
+                f"({', '.join(READERS)}); found {found}"
+            )
+        datasets = [READERS[kind].dataset for kind in parts.values()]
+        if len(set(datasets)) < len(datasets):
+            raise ManifestError(
+                f"{root}: two folders hold the same dataset ({', '.join(datasets)}); "
+                "their subjects would collide"
+            )
+        table = ManifestTable(path=root)
+        for folder, kind in parts.items():
+            part = READERS[kind]().read(folder)
+            table.clips.extend(part.clips)
+            table.skipped.extend(part.skipped)
+        return table
+
+
 def reader_for(kind: str) -> ReleaseReader | None:
     """The release reader of `kind` (None for the generic manifest)."""
     if kind == MANIFEST:
         return None
+    if kind == COMPOSITE:
+        return CompositeReader()
     try:
         return READERS[kind]()
     except KeyError:

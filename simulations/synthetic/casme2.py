@@ -49,7 +49,7 @@ def _emotion(label: str, rng) -> str:
     return str(rng.choice(["disgust", "repression"]))
 
 
-def _deterministic_xlsx(wb) -> bytes:
+def deterministic_xlsx(wb) -> bytes:
     """Serialise an openpyxl workbook with fixed timestamps.
 
     openpyxl stamps the save time into ``docProps/core.xml`` and the zip
@@ -118,5 +118,5 @@ def write_casme2_layout(out_root: Path, spec: CohortSpec | None = None) -> Path:
         ws.append(list(r))
     sheet = out_root / SHEET_NAME
     sheet.parent.mkdir(parents=True, exist_ok=True)
-    sheet.write_bytes(_deterministic_xlsx(wb))
+    sheet.write_bytes(deterministic_xlsx(wb))
     return sheet

@@ -195,7 +195,7 @@ def _gaussian_lut() -> np.ndarray:
 _LUT: np.ndarray | None = None
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+def gaussian_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     global _LUT
     if _LUT is None:
         _LUT = _gaussian_lut()
@@ -227,7 +227,7 @@ def expose(
     demosaicing), which also keeps lossless video files smaller.
     """
     frame *= light
-    frame += (_noise(rng, frame.shape[:2]) * np.float32(sigma))[..., None]
+    frame += (gaussian_noise(rng, frame.shape[:2]) * np.float32(sigma))[..., None]
     # Saturating conversion with round-half-even, like np.rint + clip.
     return cv2.add(frame, (0.0, 0.0, 0.0, 0.0), dtype=cv2.CV_8U)
 
