@@ -29,6 +29,9 @@ COORDINATOR, DEVICE, SIMULATION = "coordinator", "device", "simulation"
 SIDES = (COORDINATOR, DEVICE, SIMULATION)
 
 
+PARTITIONS = ("round-robin", "lab", "dirichlet")
+
+
 def _key(default: Any, side: str, help: str) -> Any:
     """A run-config field: its default, which side reads it, and its help text."""
     return dataclasses.field(default=default, metadata={"side": side, "help": help})
@@ -154,6 +157,15 @@ class RunConfig:
         "0 = cross-device (one device per subject); N = cross-silo: the training "
         "subjects spread over N lab devices, the held-out subjects on one device",
     )
+    partition: str = _key(
+        "round-robin",
+        SIMULATION,
+        "cross-silo: how training subjects reach the silos lab devices: round-robin (in "
+        "sorted order), lab (one device per dataset, the MEGC2019 sources as three labs; "
+        "silos is then ignored), or dirichlet (label skew: each class's subjects split over "
+        "the labs in Dirichlet(dirichlet-alpha) shares; a subject stays on one device)",
+    )
+    dirichlet_alpha: float = _key(0.5, SIMULATION, "partition=dirichlet: concentration")
     pretrain_subjects: int = _key(
         2,
         SIMULATION,
@@ -194,6 +206,10 @@ class RunConfig:
                 f"run config server-optimizer={self.server_optimizer!r} must be one of "
                 f"{SERVER_OPTIMIZERS}"
             )
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"run config partition={self.partition!r} must be one of {PARTITIONS}")
+        if not self.dirichlet_alpha > 0:
+            raise ValueError(f"run config dirichlet-alpha={self.dirichlet_alpha} must be > 0")
         for key in ("batch_subjects", "eval_clips_per_subject"):
             if getattr(self, key) < 1:
                 raise ValueError(f"run config {flag_name(key)}={getattr(self, key)} must be >= 1")

@@ -14,6 +14,7 @@ from fedmer import (
     evaluate_command,
     export_command,
     long_video_command,
+    megc_like_command,
     predict_command,
     prepare_command,
     registry_command,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_command.register(commands)
     predict_command.register(commands)
     long_video_command.register(commands)
+    megc_like_command.register(commands)
     export_command.register(commands)
     report_command.register(commands)
     certs_command.register(commands)

@@ -36,7 +36,7 @@ from common.node_config import (
     write_node_config,
 )
 from server.operator_registry import REGISTRY_FILE, write_registry
-from simulations.partitions import split_subjects
+from simulations.partitions import assign_subjects, split_subjects
 
 INDEX_FILE = "devices.json"
 # The budget a simulated device holds when the run sets neither a target nor a budget.
@@ -64,22 +64,28 @@ Assignment = tuple[str | tuple[str, ...], str]
 
 
 def heldout_assignment(
-    manifest: Path, num_heldout: int, seed: int, silos: int = 0
+    manifest: Path,
+    num_heldout: int,
+    seed: int,
+    silos: int = 0,
+    partition: str = "round-robin",
+    dirichlet_alpha: float = 0.5,
 ) -> list[Assignment]:
     """(subjects, role) per device: training devices first, then the seeded held-out draw.
 
     ``silos`` 0 is cross-device: one device per subject, held-out subjects too.
-    ``silos`` N > 0 is cross-silo: the training subjects are dealt round-robin
-    (in sorted order) to N lab devices, and the held-out subjects sit on one
-    held-out device, whose counts then carry one noise draw, not one per subject.
+    ``silos`` N > 0 is cross-silo, the training subjects on lab devices by
+    ``partition`` (:func:`simulations.partitions.assign_subjects`), and the
+    held-out subjects on one held-out device, whose counts then carry one noise
+    draw, not one per subject.
     """
     table = read_manifest(manifest)
     split = split_subjects({c.subject for c in table.clips}, num_heldout, seed)
-    if silos <= 0:
+    if silos <= 0 and partition != "lab":
         return [(s, TRAIN) for s in split.train] + [(s, HELDOUT) for s in split.heldout]
-    if silos > len(split.train):
-        raise ValueError(f"silos={silos} is more than the {len(split.train)} training subjects")
-    labs = [tuple(split.train[i::silos]) for i in range(silos)]
+    train = set(split.train)
+    rows = [(c.subject, c.dataset, c.label) for c in table.clips if c.subject in train]
+    labs = assign_subjects(rows, partition, silos, dirichlet_alpha, seed)
     return [(lab, TRAIN) for lab in labs] + [(tuple(split.heldout), HELDOUT)]
 
 

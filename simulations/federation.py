@@ -58,7 +58,14 @@ def prepare_federation(
     out_dir = Path(out_dir).resolve()
     cfg = with_public_start(cfg)
     if assignment is None:
-        assignment = heldout_assignment(manifest, cfg.num_heldout_subjects, cfg.seed, cfg.silos)
+        assignment = heldout_assignment(
+            manifest,
+            cfg.num_heldout_subjects,
+            cfg.seed,
+            cfg.silos,
+            cfg.partition,
+            cfg.dirichlet_alpha,
+        )
     devices = materialize_devices(
         manifest,
         assignment,

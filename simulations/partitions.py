@@ -58,6 +58,57 @@ def split_subjects(subjects: Iterable[str], num_heldout: int, seed: int) -> Subj
     )
 
 
+def assign_subjects(
+    clips: Sequence[tuple[str, str, str]], partition: str, silos: int, alpha: float, seed: int
+) -> list[tuple[str, ...]]:
+    """The subjects of each lab device: every subject on exactly one device.
+
+    ``clips`` are (subject, dataset, label) of the training clips.
+
+    * ``round-robin``: sorted subjects dealt to ``silos`` labs in turn;
+    * ``lab``: one device per dataset (the composite's sources as three labs);
+    * ``dirichlet``: label skew at the level of people. A subject's class is
+      its most frequent one; each class's subjects (shuffled by seed) are split
+      over the labs in shares drawn from Dirichlet(``alpha``). Splitting clips
+      instead would put one person on several devices, and their privacy would
+      then add up over those devices.
+    """
+    subjects = sorted({subject for subject, _, _ in clips})
+    if partition == "lab":
+        by_dataset: dict[str, set[str]] = {}
+        for subject, dataset, _ in clips:
+            by_dataset.setdefault(dataset, set()).add(subject)
+        return [tuple(sorted(by_dataset[d])) for d in sorted(by_dataset)]
+    if not 0 < silos <= len(subjects):
+        raise ValueError(
+            f"silos={silos} must be between 1 and the {len(subjects)} training subjects"
+        )
+    if partition == "round-robin":
+        return [tuple(subjects[i::silos]) for i in range(silos)]
+    if partition != "dirichlet":
+        raise ValueError(f"unknown partition {partition!r}; expected round-robin, lab or dirichlet")
+    if not alpha > 0:
+        raise ValueError(f"dirichlet alpha must be > 0, got {alpha}")
+    counts: dict[str, dict[str, int]] = {}
+    for subject, _, label in clips:
+        per = counts.setdefault(subject, {})
+        per[label] = per.get(label, 0) + 1
+    major = {s: max(sorted(counts[s]), key=lambda label: counts[s][label]) for s in subjects}
+    rng = np.random.default_rng(seed)
+    labs: list[list[str]] = [[] for _ in range(silos)]
+    for label in sorted(set(major.values())):
+        members = [s for s in subjects if major[s] == label]
+        members = [members[i] for i in rng.permutation(len(members))]
+        shares = rng.dirichlet(np.full(silos, alpha))
+        cuts = np.round(np.cumsum(shares)[:-1] * len(members)).astype(int)
+        for lab, chunk in zip(labs, np.split(np.arange(len(members)), cuts), strict=True):
+            lab.extend(members[i] for i in chunk)
+    for empty in [i for i, lab in enumerate(labs) if not lab]:  # every lab holds someone
+        donor = max(range(silos), key=lambda i: len(labs[i]))
+        labs[empty].append(labs[donor].pop())
+    return [tuple(sorted(lab)) for lab in labs]
+
+
 # ---- partitioners over clips --------------------------------------------
 #
 # Each returns a Partition: device -> clip ids, with every clip on exactly one

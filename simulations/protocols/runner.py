@@ -38,8 +38,9 @@ from common.models import build_model, input_shape_of
 from common.node_config import HELDOUT, TRAIN
 from common.results_schema import RESULTS_SCHEMA, validate_results
 from common.run_config import RunConfig
-from simulations.device_folders import read_device_index
+from simulations.device_folders import Assignment, read_device_index
 from simulations.federation import prepare_federation, run_federation
+from simulations.partitions import assign_subjects
 from simulations.protocols.data import ProtocolData
 from simulations.protocols.folds import Fold, cross_dataset_fold, subject_folds
 from simulations.protocols.pooled import confusion_metrics, per_dataset_metrics, pool
@@ -201,11 +202,32 @@ def run_protocol(
 def _federated_fold(
     data: ProtocolData, fold: Fold, spec: ProtocolSpec, manifest: Path, fold_dir: Path
 ) -> dict[str, Any]:
-    """One federation: the fold's training subjects train, its test subjects only evaluate."""
-    train_subjects = sorted(set(data.subjects[fold.train_idx].tolist()))
-    assignment = [(s, TRAIN) for s in train_subjects] + [(s, HELDOUT) for s in fold.test_subjects]
+    """One federation: the fold's training subjects train, its test subjects only evaluate.
+
+    Cross-device (``silos`` 0): one device per training subject. Cross-silo: the
+    training subjects on lab devices by ``partition``; with ``lab``, the test
+    subject's lab trains on its other subjects. Each test subject has a
+    held-out device of its own, so its counts can be pooled per lab.
+    """
+    run = spec.fold_run_config()
+    train_idx = fold.train_idx
+    if run.silos > 0 or run.partition == "lab":
+        rows = [
+            (str(s), str(d), str(y))
+            for s, d, y in zip(
+                data.subjects[train_idx],
+                data.datasets[train_idx],
+                data.labels[train_idx],
+                strict=True,
+            )
+        ]
+        labs = assign_subjects(rows, run.partition, run.silos, run.dirichlet_alpha, run.seed)
+        training: list[Assignment] = [(lab, TRAIN) for lab in labs]
+    else:
+        training = [(s, TRAIN) for s in sorted(set(data.subjects[train_idx].tolist()))]
+    assignment = training + [(s, HELDOUT) for s in fold.test_subjects]
     cfg, devices = prepare_federation(
-        spec.fold_run_config(),
+        run,
         manifest,
         fold_dir,
         assignment=assignment,

@@ -76,10 +76,15 @@ def test_each_lab_is_read_by_its_own_reader_and_the_root_as_a_composite(small_co
     assert len(truth) == 15 and {r["dataset"] for r in truth} == {"casme2", "samm", "smic"}
 
 
-def test_prepare_auto_and_simulate_read_it_like_any_release(small_cohort, tmp_path):
-    out = tmp_path / "prepared"
-    code = main(["prepare", str(small_cohort), "--out", str(out), "--no-progress"])
-    assert code == 0
+@pytest.fixture(scope="module")
+def prepared(small_cohort, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("megc-prepared")
+    assert main(["prepare", str(small_cohort), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_prepare_auto_and_simulate_read_it_like_any_release(prepared, tmp_path):
+    out = prepared
     report = json.loads((out / "prepare.json").read_text())
     assert report["kind"] == COMPOSITE and report["ready"] == 15, report.get("skipped")
     rows = list(csv.DictReader(open(out / "manifest.csv")))
@@ -124,10 +129,45 @@ def test_amplitudes_and_label_disagreement_follow_the_knobs():
     plans = _plans(MegcLikeSpec(), "negative", 400)
     amplitudes = np.array([p.amplitude_px for p in plans])
     assert amplitudes.min() >= 0.2 and amplitudes.max() <= 2.0
-    assert np.median(amplitudes) == pytest.approx(np.sqrt(0.2 * 2.0), rel=0.2)  # log-uniform
+    assert np.median(amplitudes) == pytest.approx(1.1, rel=0.15)  # uniform
+    faint = _plans(MegcLikeSpec(apex_distribution="log-uniform"), "negative", 400)
+    assert np.median([p.amplitude_px for p in faint]) == pytest.approx(np.sqrt(0.4), rel=0.2)
     disagree = np.mean([not p.agrees for p in plans])
     assert 0.07 < disagree < 0.18  # the default 0.12
     assert all(p.agrees for p in _plans(MegcLikeSpec(label_disagreement=0.0), "negative", 100))
     # A disagreeing clip shows another class's action units.
     shown = {p.action_units for p in plans if not p.agrees}
     assert shown and shown.isdisjoint({"4", "14", "15", "17", "4+14", "4+15", "4+17", "15+17"})
+
+
+def test_cross_silo_loso_keeps_the_test_subjects_lab_training_on_its_other_subjects(
+    prepared, tmp_path
+):
+    from common.run_config import RunConfig
+    from simulations.device_folders import read_device_index
+    from simulations.protocols.data import load_protocol_data
+    from simulations.protocols.runner import ProtocolSpec, run_protocol
+
+    manifest = prepared / "manifest.csv"
+    data = load_protocol_data(manifest)
+    run = RunConfig(
+        num_server_rounds=1,
+        partition="lab",
+        silos=0,
+        pretrain_subjects=0,
+        data_manifest=str(manifest),
+    )
+    spec = ProtocolSpec(protocol="composite", mode="federated", run=run, folds=2)
+    result = run_protocol(data, spec, manifest, tmp_path / "loso")
+    assert result["num_folds"] == 2 and set(result["per_dataset"]) == {"casme2", "samm", "smic"}
+    for fold in result["folds"]:
+        devices = read_device_index(Path(fold["folder"]) / "devices")
+        labs = [d for d in devices if d["role"] == "train"]
+        held = {str(d["subject"]) for d in devices if d["role"] == "heldout"}
+        assert held == set(fold["test_subjects"])
+        trained = {str(s) for d in labs for s in d["subjects"]}
+        assert not held & trained and len(trained) == 6 - len(held)
+        # One training device per lab that still has training subjects, holding only those.
+        datasets = [{str(s).split("/")[0] for s in d["subjects"]} for d in labs]
+        assert all(len(ds) == 1 for ds in datasets)
+        assert len(labs) == len({s.split("/")[0] for s in trained})

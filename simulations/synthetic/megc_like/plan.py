@@ -92,7 +92,11 @@ def plan_megc_clip(
     combination = combos[pick][0]
     bumps = bumps_of(combination_aus(combination), layout, person.au_gains, person.asymmetry, rng)
     lo, hi = spec.apex_px
-    amplitude = math.exp(rng.uniform(math.log(lo), math.log(hi))) * spec.face_width / 128.0
+    if spec.apex_distribution == "log-uniform":
+        apex = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    else:
+        apex = rng.uniform(lo, hi)
+    amplitude = apex * spec.face_width / 128.0
 
     blinks = []
     for _ in range(min(int(rng.poisson(person.blink_rate_hz * num / fps)), 2)):

@@ -11,7 +11,8 @@ knobs in prose.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,70 +47,100 @@ SMIC = LabSpec(
 )
 
 
+def _knob(default: Any, help: str) -> Any:  # noqa: A002 - argparse's word
+    """A generator setting with the reason for its default (shown by ``fedmer megc-like --help``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class MegcLikeSpec:
     """A megc-like cohort. Equal specs give byte-identical files (same OpenCV build)."""
 
-    seed: int = 0
+    seed: int = _knob(0, "seed of every random quantity (people, clips, noise)")
     labs: tuple[LabSpec, ...] = (CASME2, SAMM, SMIC)
-    # --- geometry ----------------------------------------------------------
-    # Rendered canvas (the frame's height) and face width: the apex
-    # amplitudes below are defined at a 128 px face, the face size most MER
-    # pipelines (and fedmer's default --face-size) align to. Full-resolution
-    # frames would change nothing the features see and cost 48 GB for SAMM.
-    canvas: int = 160
-    face_width: int = 128
-    # Frame height: the rendered face sits in a frame of the release's aspect
-    # ratio this tall, covering about two thirds of its height as faces do in
-    # the releases' frames (OpenCV's detector needs that margin).
-    frame_height: int = 240
-    # --- the micro-movement ----------------------------------------------
-    # Apex displacement, log-uniform, px at a 128 px face. Real apex flow at
-    # that scale is a fraction of a pixel to about two pixels.
-    apex_px: tuple[float, float] = (0.2, 2.0)
-    # Onset to offset, seconds (micro-expressions last at most 0.5 s).
-    movement_seconds: tuple[float, float] = (0.2, 0.45)
-    # Whole clip for the labs that ship frames around the movement, seconds.
-    clip_seconds: tuple[float, float] = (0.45, 0.65)
-    # --- people ---------------------------------------------------------------
-    # Spread (log-normal sigma) of a subject's gain per action unit: some people
-    # barely move their brows, others their mouth.
-    au_gain_sigma: float = 0.6
-    # Dirichlet concentration of a subject's preference over each class's AU
-    # combinations (small = each person has a habitual way of showing it).
-    combination_concentration: float = 0.6
-    # Left/right strength ratio, log-normal sigma.
-    asymmetry_sigma: float = 0.25
-    # Spread of clips per subject (gamma shape; smaller = more uneven, as in the
-    # releases, where one subject has 1 clip and another 20).
-    clips_per_subject_shape: float = 1.2
-    max_clips_per_subject: int = 22
-    # --- labels -------------------------------------------------------------
-    # Fraction of clips whose action units are those of another class: the
-    # label is the self-report (or the coders' reading of the context), which
-    # disagrees with the face in a share of real clips.
-    label_disagreement: float = 0.12
-    # --- nuisance larger than the signal -----------------------------------
-    # Head translation over a clip, px (total drift, uniform): larger than the
-    # micro-movement, as in the releases.
-    head_drift_px: tuple[float, float] = (0.5, 4.0)
-    # In-plane head rotation and scale change over a clip (max |degrees|, max
-    # relative): unlike translation, the median-flow subtraction cannot remove it.
-    head_rotation_deg: float = 1.2
-    head_scale: float = 0.012
-    # Blinks per second (a subject's rate is drawn in this range).
-    blink_rate_hz: tuple[float, float] = (0.4, 1.6)
-    # Illumination flicker: relative amplitude range and frequency range (Hz):
-    # mains-powered lights aliased by the camera's frame rate.
-    flicker_amplitude: tuple[float, float] = (0.0, 0.025)
-    flicker_hz: tuple[float, float] = (2.0, 25.0)
-    # Sensor noise, grey levels (per subject, uniform).
-    noise_sigma: tuple[float, float] = (1.0, 3.0)
+    # --- geometry ------------------------------------------------------------
+    canvas: int = _knob(160, "rendered face canvas, px (square)")
+    face_width: int = _knob(
+        128,
+        "face width, px: the apex amplitudes are defined at a 128 px face, the size most MER "
+        "pipelines (and fedmer prepare's default --face-size) align to",
+    )
+    frame_height: int = _knob(
+        240,
+        "frame height, px; frames have the release's aspect ratio, and the face covers about "
+        "two thirds of the height as in the releases (full-resolution frames would change "
+        "nothing the features see and take 48 GB for SAMM alone)",
+    )
+    # --- the micro-movement --------------------------------------------------
+    apex_px: tuple[float, float] = _knob(
+        (0.2, 2.0),
+        "apex displacement, px at a 128 px face: real apex flow at that scale is a fraction "
+        "of a pixel to about two pixels",
+    )
+    apex_distribution: str = _knob(
+        "uniform", "how apex_px is drawn: uniform, or log-uniform (more of the faintest clips)"
+    )
+    movement_seconds: tuple[float, float] = _knob(
+        (0.2, 0.45), "onset to offset, seconds (a micro-expression lasts at most 0.5 s)"
+    )
+    clip_seconds: tuple[float, float] = _knob(
+        (0.45, 0.65), "whole clip, seconds, for the labs that ship frames around the movement"
+    )
+    # --- people ------------------------------------------------------------------
+    au_gain_sigma: float = _knob(
+        0.6,
+        "log-normal spread of a subject's gain per action unit: some people barely move "
+        "their brows, others their mouth",
+    )
+    combination_concentration: float = _knob(
+        0.6,
+        "Dirichlet concentration of a subject's preference over a class's AU combinations "
+        "(small: each person has a habitual way of showing it)",
+    )
+    asymmetry_sigma: float = _knob(0.25, "log-normal spread of the left/right strength ratio")
+    clips_per_subject_shape: float = _knob(
+        1.2,
+        "gamma shape of clips per subject (smaller: more uneven, as in the releases, where "
+        "one subject has 1 clip and another 20)",
+    )
+    max_clips_per_subject: int = _knob(22, "most clips one subject may have")
+    # --- labels ------------------------------------------------------------------
+    label_disagreement: float = _knob(
+        0.12,
+        "share of clips whose action units are another class's: the label is a self-report "
+        "or the coders' reading of the context, which disagrees with the face in real clips",
+    )
+    # --- nuisance larger than the signal -----------------------------------------
+    head_drift_px: tuple[float, float] = _knob(
+        (0.5, 4.0), "head translation over a clip, px (uniform): larger than the expression"
+    )
+    head_rotation_deg: float = _knob(
+        1.2,
+        "largest in-plane head rotation over a clip, degrees: unlike translation, the "
+        "median-flow subtraction cannot remove it",
+    )
+    head_scale: float = _knob(0.012, "largest relative scale change (moving towards the camera)")
+    blink_rate_hz: tuple[float, float] = _knob(
+        (0.4, 1.6), "blinks per second; a subject's rate is drawn in this range"
+    )
+    flicker_amplitude: tuple[float, float] = _knob(
+        (0.0, 0.025), "relative amplitude of illumination flicker (a clip's is drawn here)"
+    )
+    flicker_hz: tuple[float, float] = _knob(
+        (2.0, 25.0), "flicker frequency, Hz: mains-powered lights aliased by the frame rate"
+    )
+    noise_sigma: tuple[float, float] = _knob(
+        (1.0, 3.0), "sensor noise, grey levels (a subject's is drawn here)"
+    )
 
     def __post_init__(self) -> None:
         lo, hi = self.apex_px
         if not 0 < lo <= hi:
             raise ValueError(f"apex_px must be 0 < low <= high, got {self.apex_px}")
+        if self.apex_distribution not in ("uniform", "log-uniform"):
+            raise ValueError(
+                f"apex_distribution must be uniform or log-uniform, got {self.apex_distribution!r}"
+            )
         if self.frame_height < self.canvas:
             raise ValueError(f"frame_height {self.frame_height} is below the canvas {self.canvas}")
         if not 0 <= self.label_disagreement < 1:
