@@ -93,10 +93,10 @@ def plan_megc_clip(
     bumps = bumps_of(combination_aus(combination), layout, person.au_gains, person.asymmetry, rng)
     lo, hi = spec.apex_px
     if spec.apex_distribution == "log-uniform":
-        apex = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        apex_px = math.exp(rng.uniform(math.log(lo), math.log(hi)))
     else:
-        apex = rng.uniform(lo, hi)
-    amplitude = apex * spec.face_width / 128.0
+        apex_px = rng.uniform(lo, hi)
+    amplitude = apex_px * spec.face_width / 128.0
 
     blinks = []
     for _ in range(min(int(rng.poisson(person.blink_rate_hz * num / fps)), 2)):

@@ -37,10 +37,10 @@ class LabSpec:
 
 
 CASME2 = LabSpec(
-    "casme2", 24, {"negative": 88, "positive": 32, "surprise": 25}, 200, (640, 480), True, 75
+    "casme2", 24, {"negative": 88, "positive": 32, "surprise": 25}, 200, (640, 480), True, 90
 )
 SAMM = LabSpec(
-    "samm", 28, {"negative": 92, "positive": 26, "surprise": 15}, 200, (2040, 1088), False, 85
+    "samm", 28, {"negative": 92, "positive": 26, "surprise": 15}, 200, (2040, 1088), False, 90
 )
 SMIC = LabSpec(
     "smic", 16, {"negative": 70, "positive": 51, "surprise": 43}, 100, (640, 480), True, 0
@@ -88,7 +88,7 @@ class MegcLikeSpec:
     )
     # --- people ------------------------------------------------------------------
     au_gain_sigma: float = _knob(
-        0.6,
+        0.2,
         "log-normal spread of a subject's gain per action unit: some people barely move "
         "their brows, others their mouth",
     )
@@ -97,7 +97,7 @@ class MegcLikeSpec:
         "Dirichlet concentration of a subject's preference over a class's AU combinations "
         "(small: each person has a habitual way of showing it)",
     )
-    asymmetry_sigma: float = _knob(0.25, "log-normal spread of the left/right strength ratio")
+    asymmetry_sigma: float = _knob(0.15, "log-normal spread of the left/right strength ratio")
     clips_per_subject_shape: float = _knob(
         1.2,
         "gamma shape of clips per subject (smaller: more uneven, as in the releases, where "
@@ -106,31 +106,31 @@ class MegcLikeSpec:
     max_clips_per_subject: int = _knob(22, "most clips one subject may have")
     # --- labels ------------------------------------------------------------------
     label_disagreement: float = _knob(
-        0.12,
+        0.04,
         "share of clips whose action units are another class's: the label is a self-report "
         "or the coders' reading of the context, which disagrees with the face in real clips",
     )
     # --- nuisance larger than the signal -----------------------------------------
     head_drift_px: tuple[float, float] = _knob(
-        (0.5, 4.0), "head translation over a clip, px (uniform): larger than the expression"
+        (0.3, 3.0), "head translation over a clip, px (uniform): larger than the expression"
     )
     head_rotation_deg: float = _knob(
-        1.2,
+        0.3,
         "largest in-plane head rotation over a clip, degrees: unlike translation, the "
         "median-flow subtraction cannot remove it",
     )
-    head_scale: float = _knob(0.012, "largest relative scale change (moving towards the camera)")
+    head_scale: float = _knob(0.003, "largest relative scale change (moving towards the camera)")
     blink_rate_hz: tuple[float, float] = _knob(
-        (0.4, 1.6), "blinks per second; a subject's rate is drawn in this range"
+        (0.2, 1.0), "blinks per second; a subject's rate is drawn in this range"
     )
     flicker_amplitude: tuple[float, float] = _knob(
-        (0.0, 0.025), "relative amplitude of illumination flicker (a clip's is drawn here)"
+        (0.0, 0.015), "relative amplitude of illumination flicker (a clip's is drawn here)"
     )
     flicker_hz: tuple[float, float] = _knob(
         (2.0, 25.0), "flicker frequency, Hz: mains-powered lights aliased by the frame rate"
     )
     noise_sigma: tuple[float, float] = _knob(
-        (1.0, 3.0), "sensor noise, grey levels (a subject's is drawn here)"
+        (0.8, 2.5), "sensor noise, grey levels (a subject's is drawn here)"
     )
 
     def __post_init__(self) -> None:
