@@ -79,11 +79,16 @@ class ClipPlan:
         return movement_profile(t, self.onset, self.apex, self.offset)
 
     def eyelid_closure(self) -> np.ndarray:
-        t = np.arange(self.num_frames, dtype=np.float64)
-        c = np.zeros(self.num_frames)
-        for b in self.blinks:
-            c = np.maximum(c, b.closure(t))
-        return c
+        return eyelid_closure(self.blinks, self.num_frames)
+
+
+def eyelid_closure(blinks: tuple[Blink, ...], num_frames: int) -> np.ndarray:
+    """Eyelid closure per frame: the deepest of the overlapping blinks."""
+    t = np.arange(num_frames, dtype=np.float64)
+    c = np.zeros(num_frames)
+    for b in blinks:
+        c = np.maximum(c, b.closure(t))
+    return c
 
 
 def movement_profile(t: np.ndarray, onset: int, apex: int, offset: int) -> np.ndarray:

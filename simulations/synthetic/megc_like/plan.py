@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..action_units import CLASSES, Bump
-from ..clip import Blink, movement_profile
+from ..clip import Blink, eyelid_closure, movement_profile
 from ..face_render import FaceLayout
 from .facs import CLASS_COMBINATIONS, bumps_of, combination_aus
 from .people import Person
@@ -41,11 +41,7 @@ class MegcClipPlan:
         return movement_profile(t, self.onset, self.apex, self.offset)
 
     def eyelid_closure(self) -> np.ndarray:
-        t = np.arange(self.num_frames, dtype=np.float64)
-        c = np.zeros(self.num_frames)
-        for b in self.blinks:
-            c = np.maximum(c, b.closure(t))
-        return c
+        return eyelid_closure(self.blinks, self.num_frames)
 
 
 def _frames(seconds: float, fps: int) -> int:
