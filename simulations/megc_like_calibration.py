@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from fedmer.cli import main as fedmer
-
 MODELS = ("ststnet", "off_apexnet")
+
+
+def fedmer(args: list[str]) -> int:
+    """Run one ``fedmer`` command as a user would (a process of its own; its output shown)."""
+    return subprocess.run([sys.executable, "-m", "fedmer.cli", *args], check=False).returncode
 
 
 def calibrate(
