@@ -99,8 +99,40 @@ def movement_profile(t: np.ndarray, onset: int, apex: int, offset: int) -> np.nd
     return np.where(t <= apex, rise, fall)
 
 
-def _frames(seconds: float, fps: int) -> int:
+def frames_of(seconds: float, fps: int) -> int:
+    """Whole frames (at least one) in ``seconds`` at ``fps``."""
     return max(int(round(seconds * fps)), 1)
+
+
+def draw_timing(
+    rng: np.random.Generator,
+    fps: int,
+    clip_seconds: tuple[float, float],
+    movement_seconds: tuple[float, float],
+) -> tuple[int, int, int, int]:
+    """(frames, onset, apex, offset) of a clip: its length and the movement inside it,
+    with at least ``LEAD_SECONDS`` of stillness on either side."""
+    num = int(rng.integers(frames_of(clip_seconds[0], fps), frames_of(clip_seconds[1], fps) + 1))
+    lead = frames_of(LEAD_SECONDS, fps)
+    dur_hi = min(frames_of(movement_seconds[1], fps), num - 2 * lead - 1)
+    dur = int(rng.integers(min(frames_of(movement_seconds[0], fps), dur_hi), dur_hi + 1))
+    dur = max(dur, 2)
+    rise = min(max(int(round(dur * rng.uniform(0.35, 0.6))), 1), dur - 1)
+    onset = int(rng.integers(lead, max(num - dur - lead, lead + 1)))
+    return num, onset, onset + rise, onset + dur
+
+
+def draw_blinks(
+    rng: np.random.Generator, rate_hz: float, num: int, fps: int, depth: tuple[float, float]
+) -> tuple[Blink, ...]:
+    """Distractor blinks (at most two) in a clip of ``num`` frames, at ``rate_hz`` on average."""
+    blinks = []
+    for _ in range(min(int(rng.poisson(rate_hz * num / fps)), 2)):
+        close = frames_of(rng.uniform(*BLINK_CLOSE_SECONDS), fps) + 1
+        opening = frames_of(rng.uniform(*BLINK_OPEN_SECONDS), fps) + 1
+        start = int(rng.integers(-(close + opening) // 2, num - 1))
+        blinks.append(Blink(start, close, opening, float(rng.uniform(*depth))))
+    return tuple(blinks)
 
 
 def plan_clip(
@@ -116,24 +148,12 @@ def plan_clip(
     Blinks and jitter are drawn independently of ``label``: they are
     nuisance, not signal.
     """
-    num = int(rng.integers(_frames(CLIP_SECONDS[0], fps), _frames(CLIP_SECONDS[1], fps) + 1))
-    lead = _frames(LEAD_SECONDS, fps)
-    dur_hi = min(_frames(MOVEMENT_SECONDS[1], fps), num - 2 * lead - 1)
-    dur = int(rng.integers(min(_frames(MOVEMENT_SECONDS[0], fps), dur_hi), dur_hi + 1))
-    dur = max(dur, 2)
-    rise = min(max(int(round(dur * rng.uniform(0.35, 0.6))), 1), dur - 1)
-    onset = int(rng.integers(lead, max(num - dur - lead, lead + 1)))
-    apex, offset = onset + rise, onset + dur
+    num, onset, apex, offset = draw_timing(rng, fps, CLIP_SECONDS, MOVEMENT_SECONDS)
 
     amplitude = float(rng.uniform(*APEX_PX_AT_128)) * face_width / 128.0
     bumps = au_bumps(label, renderer.layout, rng)
 
-    blinks = []
-    for _ in range(min(int(rng.poisson(identity.blink_rate_hz * num / fps)), 2)):
-        close = _frames(rng.uniform(*BLINK_CLOSE_SECONDS), fps) + 1
-        opening = _frames(rng.uniform(*BLINK_OPEN_SECONDS), fps) + 1
-        start = int(rng.integers(-(close + opening) // 2, num - 1))
-        blinks.append(Blink(start, close, opening, float(rng.uniform(0.75, 1.0))))
+    blinks = draw_blinks(rng, identity.blink_rate_hz, num, fps, depth=(0.75, 1.0))
 
     # Head jitter: a stationary AR(1) process per axis, clipped to +-1 px.
     eps = rng.standard_normal((num, 2))
@@ -152,7 +172,7 @@ def plan_clip(
         offset=offset,
         amplitude_px=amplitude,
         bumps=bumps,
-        blinks=tuple(blinks),
+        blinks=blinks,
         jitter=tuple((float(x), float(y)) for x, y in jit),
         noise_seed=int(rng.integers(0, 2**63 - 1)),
     )

@@ -554,11 +554,14 @@ def render_neutral(
     return r.neutral(eyelid_closure).copy(), r.layout
 
 
-def lighting_field(identity: Identity, size: int) -> np.ndarray:
-    """Per-pixel multiplicative lighting (exposure gain x linear gradient)."""
-    c = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0) / size
+def lighting_field(identity: Identity, size: int, height: int | None = None) -> np.ndarray:
+    """Per-pixel multiplicative lighting (exposure gain x linear gradient), ``height x size``
+    (square unless ``height`` is given)."""
+    height = size if height is None else height
+    cx = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0) / size
+    cy = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0) / height
     field_ = identity.light_gain * (
-        1.0 + identity.light_grad_x * c[None, :] + identity.light_grad_y * c[:, None]
+        1.0 + identity.light_grad_x * cx[None, :] + identity.light_grad_y * cy[:, None]
     )
     return field_.astype(np.float32)
 

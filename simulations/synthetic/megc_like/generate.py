@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -50,11 +51,10 @@ _FORMAT = "fedmer-megc-like-cohort"
 
 
 def _subject_clips(
-    out_dir: Path, spec: MegcLikeSpec, lab_index: int, subject: int
+    out_dir: Path, spec: MegcLikeSpec, lab_index: int, subject: int, counts: dict[str, int]
 ) -> list[WrittenClip]:
-    """Render and write one subject's clips (``subject`` is 0-based)."""
+    """Render and write one subject's clips (``subject`` is 0-based; ``counts`` per class)."""
     lab = spec.labs[lab_index]
-    counts = allocate_clips(spec, lab_index, lab)[subject]
     person = sample_person(spec, lab_index, subject)
     renderer = FaceRenderer(person.identity, spec.canvas, spec.face_width)
     order_rng = rng_for(spec, lab_index, subject, 1)
@@ -100,9 +100,11 @@ def _subject_clips(
     return written
 
 
-def _job(out_dir: str, spec: MegcLikeSpec, lab_index: int, subject: int) -> list[WrittenClip]:
+def _job(
+    out_dir: str, spec: MegcLikeSpec, lab_index: int, subject: int, counts: dict[str, int]
+) -> list[WrittenClip]:
     cv2.setNumThreads(1)  # one process per core already
-    return _subject_clips(Path(out_dir), spec, lab_index, subject)
+    return _subject_clips(Path(out_dir), spec, lab_index, subject, counts)
 
 
 def _marker(spec: MegcLikeSpec, complete: bool) -> str:
@@ -135,8 +137,6 @@ def generate_megc_like(
     A folder this generator wrote before for another spec is rewritten; a
     non-empty folder it did not write is refused.
     """
-    import shutil
-
     spec = spec if spec is not None else MegcLikeSpec()
     out_dir = Path(out_dir)
     if is_complete(out_dir, spec):
@@ -150,6 +150,7 @@ def generate_megc_like(
         shutil.rmtree(out_dir / folder, ignore_errors=True)
     (out_dir / MARKER).write_text(_marker(spec, False))
 
+    allocation = [allocate_clips(spec, li, lab) for li, lab in enumerate(spec.labs)]
     jobs = [(li, s) for li, lab in enumerate(spec.labs) for s in range(lab.subjects)]
     bar = None
     if progress:
@@ -160,13 +161,16 @@ def generate_megc_like(
     try:
         if workers <= 1:
             for li, s in jobs:
-                results[(li, s)] = _job(str(out_dir), spec, li, s)
+                results[(li, s)] = _job(str(out_dir), spec, li, s, allocation[li][s])
                 if bar is not None:
                     bar.update(1)
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_job, str(out_dir), spec, li, s): (li, s) for li, s in jobs}
+                futures = {
+                    pool.submit(_job, str(out_dir), spec, li, s, allocation[li][s]): (li, s)
+                    for li, s in jobs
+                }
                 for future, key in futures.items():
                     results[key] = future.result()
                     if bar is not None:

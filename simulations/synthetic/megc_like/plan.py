@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..action_units import CLASSES, Bump
-from ..clip import Blink, eyelid_closure, movement_profile
+from ..clip import Blink, draw_blinks, draw_timing, eyelid_closure, movement_profile
 from ..face_render import FaceLayout
 from .facs import CLASS_COMBINATIONS, bumps_of, combination_aus
 from .people import Person
@@ -44,10 +44,6 @@ class MegcClipPlan:
         return eyelid_closure(self.blinks, self.num_frames)
 
 
-def _frames(seconds: float, fps: int) -> int:
-    return max(int(round(seconds * fps)), 1)
-
-
 def _smooth_path(rng: np.random.Generator, num: int, total: float) -> np.ndarray:
     """A smooth 1-D drift over ``num`` frames whose end-to-end excursion is ``total``."""
     knots = np.cumsum(rng.standard_normal(4))
@@ -69,15 +65,7 @@ def plan_megc_clip(
     """Draw one clip of annotated class ``label`` for ``person`` at ``fps``."""
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
-    num = int(
-        rng.integers(_frames(spec.clip_seconds[0], fps), _frames(spec.clip_seconds[1], fps) + 1)
-    )
-    lead = _frames(0.05, fps)
-    dur_hi = min(_frames(spec.movement_seconds[1], fps), num - 2 * lead - 1)
-    dur = max(int(rng.integers(min(_frames(spec.movement_seconds[0], fps), dur_hi), dur_hi + 1)), 2)
-    rise = min(max(int(round(dur * rng.uniform(0.35, 0.6))), 1), dur - 1)
-    onset = int(rng.integers(lead, max(num - dur - lead, lead + 1)))
-    apex, offset = onset + rise, onset + dur
+    num, onset, apex, offset = draw_timing(rng, fps, spec.clip_seconds, spec.movement_seconds)
 
     agrees = bool(rng.uniform() >= spec.label_disagreement)
     shown = label
@@ -94,12 +82,7 @@ def plan_megc_clip(
         apex_px = rng.uniform(lo, hi)
     amplitude = apex_px * spec.face_width / 128.0
 
-    blinks = []
-    for _ in range(min(int(rng.poisson(person.blink_rate_hz * num / fps)), 2)):
-        close = _frames(rng.uniform(0.03, 0.05), fps) + 1
-        opening = _frames(rng.uniform(0.04, 0.09), fps) + 1
-        start = int(rng.integers(-(close + opening) // 2, num - 1))
-        blinks.append(Blink(start, close, opening, float(rng.uniform(0.6, 1.0))))
+    blinks = draw_blinks(rng, person.blink_rate_hz, num, fps, depth=(0.6, 1.0))
 
     drift = rng.uniform(*spec.head_drift_px)
     angle = rng.uniform(0.0, 2 * math.pi)
@@ -128,7 +111,7 @@ def plan_megc_clip(
         offset=offset,
         amplitude_px=float(amplitude),
         bumps=bumps,
-        blinks=tuple(blinks),
+        blinks=blinks,
         head=head,
         flicker=flicker,
         noise_seed=int(rng.integers(0, 2**63 - 1)),

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..action_units import displacement_field
 from ..clip import base_grid, gaussian_noise, warp_face
-from ..face_render import FaceRenderer
+from ..face_render import FaceRenderer, lighting_field
 from .people import Person
 from .plan import MegcClipPlan
 from .spec import LabSpec
@@ -27,14 +27,6 @@ def frame_size(lab: LabSpec, height: int) -> tuple[int, int]:
     return max(height, int(round(height * w / h / 2.0)) * 2), height
 
 
-def _lighting(person: Person, width: int, height: int) -> np.ndarray:
-    idt = person.identity
-    cx = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0) / width
-    cy = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0) / height
-    light = idt.light_gain * (1.0 + idt.light_grad_x * cx[None, :] + idt.light_grad_y * cy[:, None])
-    return light.astype(np.float32)
-
-
 def render_megc_clip(
     renderer: FaceRenderer, person: Person, lab: LabSpec, plan: MegcClipPlan, frame_height: int
 ) -> np.ndarray:
@@ -43,7 +35,7 @@ def render_megc_clip(
     width, height = frame_size(lab, frame_height)
     left, top = (width - canvas) // 2, (height - canvas) // 2
     apex_field = displacement_field(plan.bumps, canvas, plan.amplitude_px)
-    light = _lighting(person, width, height)[..., None]
+    light = lighting_field(person.identity, width, height)[..., None]
     profile = plan.profile()
     closure = plan.eyelid_closure()
     rng = np.random.default_rng(plan.noise_seed)
