@@ -163,7 +163,9 @@ class RunConfig:
         "cross-silo: how training subjects reach the silos lab devices: round-robin (in "
         "sorted order), lab (one device per dataset, the MEGC2019 sources as three labs; "
         "silos is then ignored), or dirichlet (label skew: each class's subjects split over "
-        "the labs in Dirichlet(dirichlet-alpha) shares; a subject stays on one device)",
+        "the labs in Dirichlet(dirichlet-alpha) shares; a subject stays on one device). "
+        "fedmer evaluate and compare keep one device per training subject unless it is "
+        "lab or dirichlet",
     )
     dirichlet_alpha: float = _key(0.5, SIMULATION, "partition=dirichlet: concentration")
     pretrain_subjects: int = _key(

@@ -46,6 +46,8 @@ from simulations.protocols.folds import Fold, cross_dataset_fold, subject_folds
 from simulations.protocols.pooled import confusion_metrics, per_dataset_metrics, pool
 
 PROTOCOLS = ("loso", "composite", "cross")
+# Partitions that put a fold's training subjects on lab devices.
+GROUPING_PARTITIONS = ("lab", "dirichlet")
 MODES = ("centralized", "federated", "federated-dp")
 PROTOCOL_SUMMARY_VERSION = 2
 
@@ -204,14 +206,17 @@ def _federated_fold(
 ) -> dict[str, Any]:
     """One federation: the fold's training subjects train, its test subjects only evaluate.
 
-    Cross-device (``silos`` 0): one device per training subject. Cross-silo: the
-    training subjects on lab devices by ``partition``; with ``lab``, the test
-    subject's lab trains on its other subjects. Each test subject has a
+    One device per training subject, as the protocols have always run, unless
+    ``partition`` groups them: ``lab`` puts each dataset's training subjects on
+    one device (the test subject's lab trains on its other subjects),
+    ``dirichlet`` spreads them over ``silos`` labs with label skew. The default
+    ``round-robin`` is ``fedmer simulate``'s dealing of its own held-out split,
+    so it does not regroup a protocol's folds. Each test subject has a
     held-out device of its own, so its counts can be pooled per lab.
     """
     run = spec.fold_run_config()
     train_idx = fold.train_idx
-    if run.silos > 0 or run.partition == "lab":
+    if run.partition in GROUPING_PARTITIONS:
         rows = [
             (str(s), str(d), str(y))
             for s, d, y in zip(

@@ -172,6 +172,19 @@ def test_cross_silo_loso_keeps_the_test_subjects_lab_training_on_its_other_subje
         assert all(len(ds) == 1 for ds in datasets)
         assert len(labs) == len({s.split("/")[0] for s in trained})
 
+    # The default partition leaves the protocol as it was: one device per training subject.
+    plain = ProtocolSpec(
+        protocol="composite",
+        mode="federated",
+        run=run.replace(partition="round-robin", silos=3),
+        folds=2,
+    )
+    folder = Path(run_protocol(data, plain, manifest, tmp_path / "plain")["folds"][0]["folder"])
+    devices = read_device_index(folder / "devices")
+    training = [d for d in devices if d["role"] == "train"]
+    assert all(len(d["subjects"]) == 1 for d in training)
+    assert len(training) + sum(d["role"] == "heldout" for d in devices) == 6
+
 
 def test_every_knob_is_documented_with_its_default():
     doc = (Path(__file__).parents[2] / "docs" / "megc-like.md").read_text()
