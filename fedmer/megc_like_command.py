@@ -20,10 +20,6 @@ from typing import Any
 _NOT_FLAGS = ("labs",)
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _pair(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in text.split(","))
@@ -33,6 +29,7 @@ def _pair(text: str) -> tuple[float, float]:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from common.run_config import flag_name
     from simulations.synthetic.megc_like import MegcLikeSpec
 
     defaults = MegcLikeSpec()
@@ -49,13 +46,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         if f.name in _NOT_FLAGS:
             continue
         value: Any = getattr(defaults, f.name)
-        help_text = f.metadata.get("help", "")
-        if isinstance(value, tuple):
-            p.add_argument(
-                _flag(f.name), type=_pair, default=value, metavar="LOW,HIGH", help=help_text
-            )
-        else:
-            p.add_argument(_flag(f.name), type=type(value), default=value, help=help_text)
+        parse: dict[str, Any] = (
+            {"type": _pair, "metavar": "LOW,HIGH"}
+            if isinstance(value, tuple)
+            else {"type": type(value)}
+        )
+        p.add_argument(
+            "--" + flag_name(f.name), default=value, help=f.metadata.get("help", ""), **parse
+        )
     p.set_defaults(handler=run)
 
 

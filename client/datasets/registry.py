@@ -51,9 +51,9 @@ def detect_kind(root: Path | str) -> str:
         raise ManifestError(f"{root}: dataset root not found")
     if _manifest_path(root) is not None:
         return MANIFEST
-    if len(composite_parts(root)) >= 2:
+    if CompositeReader().looks_like(root):
         return COMPOSITE
-    found = [kind for kind, reader in READERS.items() if reader().looks_like(root)]
+    found = _kinds_of(root)
     if len(found) == 1:
         return found[0]
     if not found:
@@ -64,8 +64,13 @@ def detect_kind(root: Path | str) -> str:
     raise ManifestError(f"{root}: looks like several datasets ({', '.join(found)}); pass --kind")
 
 
+def _kinds_of(folder: Path) -> list[str]:
+    """Every release kind whose layout `folder` has."""
+    return [kind for kind, reader in READERS.items() if reader().looks_like(folder)]
+
+
 def _single_kind(folder: Path) -> str | None:
-    found = [kind for kind, reader in READERS.items() if reader().looks_like(folder)]
+    found = _kinds_of(folder)
     return found[0] if len(found) == 1 else None
 
 

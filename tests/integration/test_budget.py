@@ -14,9 +14,9 @@ from common.privacy.accounting import epsilon_rdp
 from common.privacy.budget import check_budget, effective_budget
 from common.privacy.ledger_audit import audit_chain
 from common.run_config import RunConfig
-from simulations.default_cohort import ensure_cohort
 from simulations.federation import prepare_federation
 from simulations.synthetic import CohortSpec
+from tests.cohort_fixtures import cohort_in_test_cache
 from tests.scenarios import CLIP_LEVEL
 
 
@@ -32,10 +32,9 @@ def test_budget_check_predicts_epsilon_after_the_planned_steps():
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEDMER_CACHE", str(tmp_path_factory.getbasetemp() / "fedmer-cache"))
-    yield ensure_cohort(CohortSpec(num_subjects=6, clips_per_class=3, seed=0))
-    mp.undo()
+    yield from cohort_in_test_cache(
+        tmp_path_factory, CohortSpec(num_subjects=6, clips_per_class=3, seed=0)
+    )
 
 
 def _train_message(arrays: ArrayRecord, server_round: int) -> Message:

@@ -30,9 +30,9 @@ from common.models import build_model
 from common.privacy.ledger import history_of
 from common.privacy.ledger_audit import audit_chain
 from common.run_config import RunConfig
-from simulations.default_cohort import ensure_cohort
 from simulations.federation import prepare_federation, run_federation
 from simulations.synthetic import CohortSpec
+from tests.cohort_fixtures import cohort_in_test_cache
 from tests.independent_accountant import rdp_epsilon
 from tests.scenarios import CLIP_LEVEL
 
@@ -41,10 +41,9 @@ ROUNDS = 2
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEDMER_CACHE", str(tmp_path_factory.getbasetemp() / "fedmer-cache"))
-    yield ensure_cohort(CohortSpec(num_subjects=4, clips_per_class=2, seed=0))
-    mp.undo()
+    yield from cohort_in_test_cache(
+        tmp_path_factory, CohortSpec(num_subjects=4, clips_per_class=2, seed=0)
+    )
 
 
 def _batches_of_a_run(cohort: Path, run_dir: Path, monkeypatch, seeded: bool) -> dict:

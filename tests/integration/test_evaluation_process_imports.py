@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from common.run_config import RunConfig
-from simulations.default_cohort import ensure_cohort
 from simulations.federation import prepare_federation
 from simulations.synthetic import CohortSpec
+from tests.cohort_fixtures import cohort_in_test_cache
 from tests.scenarios import CLIP_LEVEL
 
 NOT_FOR_EVALUATION = ("opacus", "client.training_round", "client.dp_training")
@@ -47,10 +47,9 @@ print(json.dumps({"metrics": sorted(metrics), "declined": bool(metrics.get("decl
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEDMER_CACHE", str(tmp_path_factory.getbasetemp() / "fedmer-cache"))
-    yield ensure_cohort(CohortSpec(num_subjects=6, clips_per_class=3, seed=0))
-    mp.undo()
+    yield from cohort_in_test_cache(
+        tmp_path_factory, CohortSpec(num_subjects=6, clips_per_class=3, seed=0)
+    )
 
 
 def _handle_in_fresh_process(cohort, tmp_path, message_type, role):

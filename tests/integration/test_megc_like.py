@@ -195,3 +195,13 @@ def test_every_knob_is_documented_with_its_default():
         value = getattr(spec, f.name)
         shown = ",".join(str(x) for x in value) if isinstance(value, tuple) else str(value)
         assert f"| `--{f.name.replace('_', '-')}` | {shown} |" in doc, f.name
+
+
+def test_the_command_names_a_bad_knob_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "cohort"
+    assert main(["megc-like", str(out), "--apex-px", "2,1", "--no-progress"]) == 2
+    assert "apex_px must be 0 < low <= high, got (2.0, 1.0)" in capsys.readouterr().out
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["megc-like", str(out), "--apex-px", "one"])
+    assert "expected LOW,HIGH, got 'one'" in capsys.readouterr().err
