@@ -293,3 +293,19 @@ def test_sheet_rows_round_trip(tmp_path, titles, rows, header_case):
     expected = [row for row in expected if any(row)]
     assert [(r.values["subject"], r.values["filename"], r.values["onset"]) for r in got] == expected
     assert all(r.number > len(titles) + 1 for r in got)
+
+
+def test_composite_reads_releases_side_by_side_and_names_what_is_wrong(tmp_path):
+    casme2_tree(tmp_path / "CASME2")
+    only_one = read_dataset_error(tmp_path, "composite")
+    assert "a composite needs two or more release folders side by side" in only_one
+    assert "found CASME2 (casme2)" in only_one
+    casme2_tree(tmp_path / "CASME2-copy")
+    twice = read_dataset_error(tmp_path, "composite")
+    assert "two folders hold the same dataset (casme2, casme2)" in twice
+
+
+def read_dataset_error(root, kind: str) -> str:
+    with pytest.raises(ManifestError) as error:
+        read_dataset(root, kind)
+    return str(error.value)
