@@ -94,9 +94,10 @@ def process_clip(
 ) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
     """Compute one clip's features, metadata and optional flow sequence (runs in a worker)."""
     check_record(record)
-    check_clip_frames(record)
+    every_frame = record.apex is None or config.needs_all_frames()
+    check_clip_frames(record, every_frame=every_frame)
     try:
-        if record.apex is None or config.needs_all_frames():
+        if every_frame:
             frames = [frame for _, frame in iter_frames(record, record.onset, record.offset + 1)]
             apex_index = None if record.apex is None else record.apex - record.onset
             result = compute_sequence_features(frames, config, apex_index, first_frame=record.onset)

@@ -127,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         f"{len(records)} in the {args.scheme} scheme",
         flush=True,
     )
+    for count in table.row_counts:
+        print(f"[fedmer]   {count}", flush=True)
+    if table.repaired:
+        print(f"[fedmer] {len(table.repaired)} annotation slip(s) repaired:", flush=True)
+        for repair in table.repaired:
+            print(f"    - {repair.note}", flush=True)
     result = prepare_clips(
         records,
         config,
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     )
     skipped = [*table.skipped, *dropped, *result.skipped]
     manifest = write_manifest(out / "manifest.csv", [p.record for p in result.ready])
-    _write_report(out / PREPARE_REPORT, args, kind, config, result, skipped)
+    _write_report(out / PREPARE_REPORT, args, kind, config, result, skipped, table)
 
     result.skipped = skipped  # the summary covers reading, labels and preprocessing
     print(f"[fedmer] {result.summary()}", flush=True)
@@ -147,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ready else 1
 
 
-def _write_report(path: Path, args: argparse.Namespace, kind: str, config, result, skipped) -> None:
+def _write_report(
+    path: Path, args: argparse.Namespace, kind: str, config, result, skipped, table
+) -> None:
     from common.atomic_io import write_json_atomic
 
     report = {
@@ -163,5 +171,9 @@ def _write_report(path: Path, args: argparse.Namespace, kind: str, config, resul
         "cache_hits": result.cache_hits,
         "computed": result.computed,
         "skipped": [dataclasses.asdict(s) for s in skipped],
+        "repaired": [dataclasses.asdict(r) for r in table.repaired],
+        "sheet_rows": [
+            {"sheet": str(c.path), "read": c.read, "present": c.present} for c in table.row_counts
+        ],
     }
     write_json_atomic(path, report)

@@ -59,10 +59,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from client.datasets.label_schemes import untrainable_labels
     from client.datasets.manifest import read_manifest
     from client.local_data import preprocessing_for
     from client.prepare import prepare_clips
     from client.run_model import write_preprocessing
+    from common.labels import COMPOSITE_CLASSES
     from fedmer.run_report import write_report
     from server.operator_registry import REGISTRY_FILE
     from simulations.default_cohort import cohort_manifest
@@ -76,6 +78,17 @@ def run(args: argparse.Namespace) -> int:
     # Each simulated device prepares its own clips; doing it here first, in
     # parallel and with a progress bar, only warms the same device-local cache.
     table = read_manifest(manifest)
+    untrainable = untrainable_labels(table.clips)
+    if untrainable:
+        # Refuse before any work: the devices would drop these clips one by one.
+        shown = ", ".join(f"{label!r} ({n})" for label, n in sorted(untrainable.items()))
+        print(
+            f"[fedmer] error: {manifest}: {sum(untrainable.values())} of {len(table.clips)} clip(s) "
+            f"have labels outside the composite classes {', '.join(COMPOSITE_CLASSES)}: {shown}. "
+            "fedmer's models train the MEGC2019 composite; prepare the release with --scheme composite",
+            flush=True,
+        )
+        return 2
     config, cache = preprocessing_for(manifest, cfg.cache_dir)
     prepared = prepare_clips(table.clips, config, cache, workers=args.workers, progress=True)
     print(f"[fedmer] {prepared.summary()}", flush=True)

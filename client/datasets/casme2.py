@@ -24,6 +24,7 @@ class Casme2Reader(SheetRelease):
     sheet_glob = "CASME2-coding-*.xlsx"
     columns = sheet_columns()
     frame_roots = ("CASME2_RAW_selected", "CASME2-RAW", "CASME2_RAW")
+    layout = "sub{XX}/{Filename}/img{N}.jpg"
 
     def locate(self, frames_root: Path, values: Mapping[str, str]) -> ClipLocation:
         subject = padded_subject(values["subject"], "sub", 2)
@@ -33,4 +34,5 @@ class Casme2Reader(SheetRelease):
 class Casme2CroppedReader(Casme2Reader):
     kind = "casme2-cropped"
     pre_cropped = True
-    frame_roots = ("Cropped", "CASME2_Cropped", "Cropped-updated/Cropped")
+    frame_roots = ("Cropped", "CASME2_Cropped", "Cropped-updated/Cropped", "Cropped_original")
+    layout = "sub{XX}/{Filename}/reg_img{N}.jpg"

@@ -1,10 +1,11 @@
 """4DME (micro-expressions, 2-D texture frames).
 
 Sheet `4DME_Labelling_Micro_release v1.xlsx`: sub_ID, fold_name, Emotion,
-Onset, Apex, Offset, AUs.  DESIGN.md gives no frame layout for 4DME; this reader
-expects one folder of numbered frames per clip, `{sub_ID}/{fold_name}/`, under
-the root or under its `2D`/`gray` folder.  A `fold_name` can hold several
-events, so the onset is part of the clip id.
+Onset, Apex, Offset, AUs.  As shipped, the frames are one folder of numbered
+greyscale frames per clip, `gray_micro/{sub_ID}/{fold_name}/` (face crops in
+`gray_micro_crop/`, read when `gray_micro/` is absent); older copies put the
+same tree under `2D/` or `gray/`.  A `fold_name` can hold several events, so
+the onset is part of the clip id.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class FourDmeReader(SheetRelease):
         label="Emotion",
     )
     optional_columns = {"action_units": ("AUs", "AU", "Action Units")}
-    frame_roots = ("2D", "gray", ".")
+    frame_roots = ("gray_micro", "gray_micro_crop", "2D", "gray", ".")
+    layout = "{sub_ID}/{fold_name}/{N}.jpg"
     events_share_folder = True
 
     def locate(self, frames_root: Path, values: Mapping[str, str]) -> ClipLocation:

@@ -299,15 +299,17 @@ def iter_frames(
         capture.release()
 
 
-def check_clip_frames(record: ClipRecord) -> list[int]:
+def check_clip_frames(record: ClipRecord, every_frame: bool = True) -> list[int]:
     """Validate a record's annotation against the frames on disk; returns the
     frame numbers from onset to offset.
 
     Catches, before any decoding, what would otherwise fail half-way through
     preprocessing: frames out of order, an apex outside the clip, onset or
-    offset without an image, and gaps between onset and offset (a frame folder
-    with a hole would make the flow jump).  For videos the container's frame
-    count is trusted here; a truncated file is caught when it is decoded.
+    offset without an image, and, when `every_frame` (the apex is to be
+    spotted, or the model reads the whole clip), gaps between onset and
+    offset (a frame folder with a hole would make the flow jump).  For videos
+    the container's frame count is trusted here; a truncated file is caught
+    when it is decoded.
     """
     problem = frame_order_problem(record.onset, record.apex, record.offset)
     if problem:
@@ -327,9 +329,13 @@ def check_clip_frames(record: ClipRecord) -> list[int]:
             raise MissingFrames(
                 f"no frame for {name} {number} ({span})", record.clip_id, record.source
             )
+    if record.apex is not None and record.apex not in present:
+        raise MissingFrames(
+            f"no frame for apex {record.apex} ({span})", record.clip_id, record.source
+        )
     wanted = range(record.onset, record.offset + 1)
     holes = [n for n in wanted if n not in present]
-    if holes:
+    if holes and every_frame:
         shown = ", ".join(map(str, holes[:5])) + (" ..." if len(holes) > 5 else "")
         raise MissingFrames(
             f"{len(holes)} frame(s) missing between onset {record.onset} and offset {record.offset}: {shown}",

@@ -47,14 +47,44 @@ class ManifestError(ValueError):
     """The manifest as a whole cannot be read (missing file, header or columns)."""
 
 
+@dataclass(frozen=True)
+class RepairedRow:
+    """A row kept after an annotation slip in it was repaired (see annotation_repair)."""
+
+    clip_id: str
+    note: str  # "<sheet> row N: <what was changed and why>"
+    category: str
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """Rows read from an annotation sheet, against the rows the file holds."""
+
+    path: Path
+    read: int
+    present: int
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.read} of {self.present} row(s) read"
+
+
 @dataclass
 class ManifestTable:
     path: Path
     clips: list[ClipRecord] = field(default_factory=list)
     skipped: list[SkippedClip] = field(default_factory=list)
+    repaired: list[RepairedRow] = field(default_factory=list)
+    row_counts: list[RowCount] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def extend(self, other: ManifestTable) -> None:
+        """Add another table's clips, skips, repairs and counts (a composite's parts)."""
+        self.clips.extend(other.clips)
+        self.skipped.extend(other.skipped)
+        self.repaired.extend(other.repaired)
+        self.row_counts.extend(other.row_counts)
 
 
 class RowProblem(Exception):
@@ -62,6 +92,14 @@ class RowProblem(Exception):
 
     Shared by the CSV manifest and the spreadsheet readers so both word row
     problems alike."""
+
+    category = "bad_row"
+
+
+class NotMicroExpression(RowProblem):
+    """The row annotates a macro-expression; micro-expression readers leave it out."""
+
+    category = "macro_expression"
 
 
 def read_manifest(path: Path | str, dataset: str | None = None) -> ManifestTable:

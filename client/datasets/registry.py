@@ -112,9 +112,7 @@ class CompositeReader(ReleaseReader):
             )
         table = ManifestTable(path=root)
         for folder, kind in parts.items():
-            part = READERS[kind]().read(folder)
-            table.clips.extend(part.clips)
-            table.skipped.extend(part.skipped)
+            table.extend(READERS[kind]().read(folder))
         return table
 
 

@@ -22,6 +22,7 @@ class SammReader(SheetRelease):
     sheet_glob = "SAMM_Micro_FACS_Codes*.xlsx"
     columns = sheet_columns(onset="Onset Frame", apex="Apex Frame", offset="Offset Frame")
     frame_roots = ("SAMM", ".")
+    layout = "{Subject:03d}/{Filename}/{Subject}_{N}.jpg"
 
     def locate(self, frames_root: Path, values: Mapping[str, str]) -> ClipLocation:
         subject = padded_subject(values["subject"], "", 3)

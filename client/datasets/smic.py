@@ -2,7 +2,9 @@
 
 `HS/s{N}/micro/{positive,negative,surprise}/{clip}/image{N}.bmp`: the label is
 the emotion folder's name, onset and offset are the clip's first and last
-frames, and there is no apex label (prepare spots it).
+frames, and there is no apex label (prepare spots it).  The release unpacks
+the tree as `SMIC_all_raw/HS` (and face crops as `SMIC_all_cropped/HS`); any
+`HS` folder holding `s{N}/micro/` in the tree is found.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 from client.datasets.clip_record import ClipError, SkippedClip
 from client.datasets.frames import list_frame_numbers
 from client.datasets.manifest import ManifestError, ManifestTable
-from client.datasets.release import ReleaseReader, find_folder, validated
+from client.datasets.release import ReleaseReader, validated
+from client.datasets.release_tree import candidate_roots, shown
 
 EMOTION_FOLDERS = ("negative", "positive", "surprise")
 
@@ -21,12 +24,11 @@ class SmicReader(ReleaseReader):
     kind = "smic"
     dataset = "smic"
     fps = 100.0
-    frame_roots = ("HS", "SMIC-HS", "SMIC_all_cropped/HS", ".")
+    frame_roots = ("HS", "SMIC-HS", "SMIC_all_raw/HS", "SMIC/HS", "SMIC_all_cropped/HS", ".")
 
     def _hs_root(self, root: Path) -> Path | None:
-        for candidate in self.frame_roots:
-            folder = find_folder(root, [candidate])
-            if folder is not None and any(folder.glob("s*/micro")):
+        for folder in candidate_roots(root, self.frame_roots):
+            if any(folder.glob("s*/micro")):
                 return folder
         return None
 
@@ -37,8 +39,10 @@ class SmicReader(ReleaseReader):
         root = Path(root)
         hs = self._hs_root(root)
         if hs is None:
+            tried = shown(root, candidate_roots(root, self.frame_roots))
             raise ManifestError(
-                f"{root}: not an SMIC-HS tree (expected HS/s{{N}}/micro/{{emotion}}/{{clip}}/)"
+                f"{root}: not an SMIC-HS tree (expected HS/s{{N}}/micro/{{emotion}}/{{clip}}/; "
+                f"tried {tried})"
             )
         table = ManifestTable(path=hs)
         for subject_dir in sorted(hs.glob("s*/"), key=lambda p: (len(p.name), p.name)):

@@ -9,6 +9,12 @@ case and spacing.
 A workbook that cannot be opened, or lacks a required column, raises
 `SpreadsheetError` naming the file and the missing columns: nothing in it can
 be trusted.  Problems of single rows are the reader's business.
+
+Rows are read whatever the workbook's own records say: openpyxl's fast mode
+trusts the `<dimension>` element a worksheet declares, and a workbook whose
+dimension is stale (common after editing in other tools) would silently lose
+every row past it.  The dimension is therefore ignored, and the rows read are
+counted against the rows the worksheet's XML holds; a difference is an error.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 from client.datasets.manifest import ManifestError
 
@@ -33,6 +40,18 @@ class SpreadsheetError(ManifestError):
 class SheetRow:
     number: int  # 1-based row number, as Excel shows it
     values: dict[str, str]  # field name -> cell text ("" when empty)
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """The rows of a worksheet below its header."""
+
+    path: Path
+    rows: list[SheetRow]  # rows with a value in a column read
+    # Rows below the header holding any value, counted in the worksheet's XML;
+    # rows holding values only in columns no reader uses are in `unread`.
+    present: int
+    unread: list[int]  # row numbers of such rows
 
 
 def _key(text: object) -> str:
@@ -52,7 +71,28 @@ def cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def _open_rows(path: Path) -> list[tuple[object, ...]]:
+_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def _xml_rows_with_values(archive: zipfile.ZipFile, member: str) -> list[int]:
+    """Numbers of the rows of a worksheet part that hold a value (or inline string)."""
+    numbers = []
+    with archive.open(member) as source:
+        for _, element in ElementTree.iterparse(source):
+            if element.tag != f"{_MAIN_NS}row":
+                continue
+            if any(
+                child.find(f"{_MAIN_NS}v") is not None or child.find(f"{_MAIN_NS}is") is not None
+                for child in element
+            ):
+                numbers.append(int(element.get("r", len(numbers) + 1)))
+            element.clear()
+    return numbers
+
+
+def _open_rows(path: Path) -> tuple[list[tuple[object, ...]], list[int]]:
+    """Every row of the first worksheet (values), and the numbers of the rows
+    its XML says hold a value."""
     from openpyxl import load_workbook  # imported on use: only spreadsheet readers need it
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -76,9 +116,20 @@ def _open_rows(path: Path) -> list[tuple[object, ...]]:
         sheet = workbook.worksheets[0] if workbook.worksheets else None
         if sheet is None:
             raise SpreadsheetError(f"{path}: workbook has no worksheet")
-        return [tuple(row) for row in sheet.iter_rows(values_only=True)]
+        sheet.reset_dimensions()  # read every row, not those the dimension record claims
+        rows = [tuple(row) for row in sheet.iter_rows(values_only=True)]
+        with zipfile.ZipFile(path) as archive:
+            in_xml = _xml_rows_with_values(archive, sheet._worksheet_path)  # type: ignore[union-attr]
     finally:
         workbook.close()
+    with_values = [i + 1 for i, row in enumerate(rows) if any(c is not None for c in row)]
+    if with_values != in_xml:
+        lost = sorted(set(in_xml) - set(with_values))
+        raise SpreadsheetError(
+            f"{path}: read {len(with_values)} rows holding values, but the worksheet holds "
+            f"{len(in_xml)}" + (f" (rows {', '.join(map(str, lost[:5]))} not read)" if lost else "")
+        )
+    return rows, in_xml
 
 
 def read_sheet(
@@ -86,7 +137,7 @@ def read_sheet(
     required: Mapping[str, Sequence[str]],
     optional: Mapping[str, Sequence[str]] | None = None,
     marker: str = "Filename",
-) -> list[SheetRow]:
+) -> Sheet:
     """Rows of the first worksheet, below the header row, as field -> text.
 
     `required`/`optional` map a field name to the header names accepted for it
@@ -94,7 +145,7 @@ def read_sheet(
     """
     path = Path(path)
     optional = optional or {}
-    rows = _open_rows(path)
+    rows, numbered = _open_rows(path)
     header_at = next(
         (
             i
@@ -124,8 +175,13 @@ def read_sheet(
         )
 
     table = []
+    unread = []
     for offset, row in enumerate(rows[header_at + 1 :]):
         values = {f: cell_text(row[i]) if i < len(row) else "" for f, i in index.items()}
+        number = header_at + 2 + offset
         if any(values.values()):
-            table.append(SheetRow(number=header_at + 2 + offset, values=values))
-    return table
+            table.append(SheetRow(number=number, values=values))
+        elif any(c is not None for c in row):
+            unread.append(number)
+    present = sum(1 for n in numbered if n > header_at + 1)
+    return Sheet(path, table, present, unread)

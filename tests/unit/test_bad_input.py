@@ -40,7 +40,9 @@ def bad_clips(tmp_path_factory):
     garbage = write_folder(root / "garbage", frames, first=1)
     (garbage / "img3.png").write_bytes(b"not a png at all")  # the onset frame
     holes = write_folder(root / "holes", frames, first=1)
-    (holes / "img5.png").unlink()  # between onset 3 and apex 7
+    (holes / "img5.png").unlink()  # between onset 3 and apex 7: not needed by the features
+    no_apex = write_folder(root / "no_apex", frames, first=1)
+    (no_apex / "img7.png").unlink()  # the apex frame itself
     faceless = write_folder(
         root / "faceless", [np.full((SIZE, SIZE, 3), 90, np.uint8)] * N_FRAMES, first=1
     )
@@ -53,6 +55,7 @@ def bad_clips(tmp_path_factory):
         "zero_byte_image": record("t/zero", zero, 3, 7, 10),
         "unreadable_image": record("t/garbage", garbage, 3, 7, 10),
         "missing_frames": record("t/holes", holes, 3, 7, 10),
+        "apex_frame_missing": record("t/no_apex", no_apex, 3, 7, 10),
         "onset_after_apex": record("t/order1", good, 8, 5, 10),
         "apex_after_offset": record("t/order2", good, 3, 10, 8),
         "apex_outside_clip": record("t/outside", video, 2, 40, 45),
@@ -65,11 +68,7 @@ EXPECTED = {
     "corrupt_video": ("unreadable_frame", "corrupt.avi", "cannot open video"),
     "zero_byte_image": ("unreadable_frame", "img7.png", "image file is empty (0 bytes)"),
     "unreadable_image": ("unreadable_frame", "img3.png", "cannot decode image"),
-    "missing_frames": (
-        "missing_frames",
-        "holes",
-        "1 frame(s) missing between onset 3 and offset 10: 5",
-    ),
+    "apex_frame_missing": ("missing_frames", "no_apex", "no frame for apex 7"),
     "onset_after_apex": ("bad_annotation", "good", "onset 8 > apex 5"),
     "apex_after_offset": ("bad_annotation", "good", "apex 10 > offset 8"),
     "apex_outside_clip": (
@@ -84,7 +83,8 @@ EXPECTED = {
 def test_each_bad_case_is_skipped_with_a_clear_reason(bad_clips, tmp_path):
     records = list(bad_clips.values())
     result = prepare_clips(records, PreprocessConfig(), FeatureCache(tmp_path / "cache"), workers=2)
-    assert [p.record.clip_id for p in result.ready] == ["t/good", "t/good_video"]
+    # A hole between onset and apex costs nothing: the features read only those two frames.
+    assert [p.record.clip_id for p in result.ready] == ["t/good", "t/good_video", "t/holes"]
     skipped = {s.clip_id: s for s in result.skipped}
     summary = result.summary()
     for case, (category, file_name, words) in EXPECTED.items():
@@ -100,7 +100,7 @@ def test_bad_clips_are_not_cached_and_good_ones_resume(bad_clips, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     first = prepare_clips(list(bad_clips.values()), PreprocessConfig(), cache, workers=1)
     again = prepare_clips(list(bad_clips.values()), PreprocessConfig(), cache, workers=1)
-    assert (again.cache_hits, again.computed) == (2, 0)
+    assert (again.cache_hits, again.computed) == (3, 0)
     assert [s.clip_id for s in again.skipped] == [s.clip_id for s in first.skipped]
 
 

@@ -42,15 +42,21 @@ def casme2_tree(
     write_frames(
         root / frames_dir / "sub02" / "EP09_01", [*range(10, 14), *range(16, 20)], name
     )  # gap: 14, 15
+    write_frames(root / frames_dir / "sub04" / "EP06_01", range(30, 46), name)
+    write_frames(root / frames_dir / "sub05" / "EP07_01", range(1, 11), name)
+    write_frames(root / frames_dir / "sub06" / "EP08_01", range(1, 10), name)
     rows = [
         (1, "EP02_01f", 46, 51, 59, "12", "happiness"),  # unpadded subject, as in the release
         ("01", "EP03_02", 120, 131, 139, "4+7", "disgust"),
         (17, "EP01_13", 5, 9, 14, "14", "others"),
         (1, "EP02_01f", 46, 51, 59, "12", "happiness"),  # duplicate
         (3, "EP01_01", 1, 2, 3, "1", "surprise"),  # folder missing
-        (2, "EP09_01", 10, 12, 19, "1", "surprise"),  # frames 14, 15 missing
+        (2, "EP09_01", 10, 12, 19, "1", "surprise"),  # frames 14, 15 missing: repaired
         (1, "EP03_02", 120, "x", 139, "4", "disgust"),  # bad apex
-        (1, "EP03_02", 125, 150, 139, "4", "disgust"),  # apex > offset
+        (17, "EP01_13", 20, 21, 30, "4", "disgust"),  # onset past the folder's frames
+        (4, "EP06_01", 30, 40, 35, "4", "disgust"),  # offset before apex: repaired
+        (5, "EP07_01", 1, -1, 10, "4", "repression"),  # apex -1: unlabelled
+        (6, "EP08_01", 1, 4, 12, "4", "disgust"),  # offset past the last frame: clamped
     ]
     return write_xlsx(root / "CASME2-coding-20140508.xlsx", CASME2_HEADER, rows)
 
@@ -59,49 +65,38 @@ def test_casme2_raw_reads_the_official_sheet_and_folders(tmp_path):
     sheet = casme2_tree(tmp_path)
     table = Casme2Reader().read(tmp_path)
     assert table_of(table) == [
-        (
-            "casme2",
-            "casme2/sub01",
-            "casme2/sub01/EP02_01f",
-            "EP02_01f",
-            46,
-            51,
-            59,
-            "happiness",
-            "12",
-        ),
-        (
-            "casme2",
-            "casme2/sub01",
-            "casme2/sub01/EP03_02",
-            "EP03_02",
-            120,
-            131,
-            139,
-            "disgust",
-            "4+7",
-        ),
+        ("casme2", "casme2/sub01", "casme2/sub01/EP02_01f", "EP02_01f", 46, 51, 59, "happiness", "12"),
+        ("casme2", "casme2/sub01", "casme2/sub01/EP03_02", "EP03_02", 120, 131, 139, "disgust", "4+7"),
         ("casme2", "casme2/sub17", "casme2/sub17/EP01_13", "EP01_13", 5, 9, 14, "others", "14"),
-    ]
+        ("casme2", "casme2/sub02", "casme2/sub02/EP09_01", "EP09_01", 10, 12, 19, "surprise", "1"),
+        ("casme2", "casme2/sub04", "casme2/sub04/EP06_01", "EP06_01", 30, 40, 45, "disgust", "4"),
+        ("casme2", "casme2/sub05", "casme2/sub05/EP07_01", "EP07_01", 1, None, 10, "repression", "4"),
+        ("casme2", "casme2/sub06", "casme2/sub06/EP08_01", "EP08_01", 1, 4, 9, "disgust", "4"),
+    ]  # fmt: skip
     assert all(c.fps == 200.0 for c in table.clips)
     reasons = [s.reason for s in table.skipped]
-    assert len(reasons) == 5
+    assert len(reasons) == 4
     assert all(r.startswith(f"{sheet.name} row ") for r in reasons)
     assert "row 5: duplicate clip id 'casme2/sub01/EP02_01f' (first on row 2)" in reasons[0]
     assert "row 6:" in reasons[1] and "sub03/EP01_01: file or folder not found" in reasons[1]
-    assert (
-        "row 7:" in reasons[2]
-        and "2 frame(s) missing between onset 10 and offset 19: 14, 15" in reasons[2]
-    )
-    assert "row 8: apex 'x' is not a non-negative integer frame number" in reasons[3]
-    assert "row 9: " in reasons[4] and "apex 150 > offset 139" in reasons[4]
+    assert "row 8: apex 'x' is not a non-negative integer frame number" in reasons[2]
+    assert "row 9: " in reasons[3] and "no frame for onset 20" in reasons[3]
     assert [s.category for s in table.skipped] == [
         "duplicate",
         "missing_file",
-        "missing_frames",
         "bad_row",
-        "bad_annotation",
+        "missing_frames",
     ]
+    # Every repair names the sheet, the row and what was changed.
+    notes = {r.note: r.category for r in table.repaired}
+    assert notes == {
+        f"{sheet.name} row 7: 2 frame(s) missing between onset 10 and offset 19 (14, 15): "
+        "kept, the features need only the onset and apex frames": "frames_missing",
+        f"{sheet.name} row 10: offset 35 is before the apex 40: set to the folder's last frame 45": "offset_before_apex",
+        f"{sheet.name} row 11: apex '-1' read as unlabelled: it will be spotted": "spotted_apex",
+        f"{sheet.name} row 12: offset 12 is past the last frame 9: clamped to 9": "clamped_offset",
+    }  # fmt: skip
+    assert [str(c) for c in table.row_counts] == [f"{sheet.name}: 11 of 11 row(s) read"]
 
 
 def test_casme2_cropped_uses_reg_img_frames_and_skips_detection(tmp_path):
@@ -112,6 +107,10 @@ def test_casme2_cropped_uses_reg_img_frames_and_skips_detection(tmp_path):
         "casme2/sub01/EP02_01f",
         "casme2/sub01/EP03_02",
         "casme2/sub17/EP01_13",
+        "casme2/sub02/EP09_01",
+        "casme2/sub04/EP06_01",
+        "casme2/sub05/EP07_01",
+        "casme2/sub06/EP08_01",
     ]
     assert Casme2CroppedReader.pre_cropped and not Casme2Reader.pre_cropped
     assert table.clips[0].subject == "casme2/sub01"  # same people as the raw release
@@ -196,19 +195,22 @@ def test_4dme_sheet(tmp_path):
     write_frames(tmp_path / "S01" / "S01_04_01", range(0, 40), "{n}.jpg")
     rows = [
         ("S01", "S01_04_01", "Positive", 3, 10, 30, "AU12"),
-        ("S01", "S01_04_01", "Surprise", 31, 33, 45, "AU1"),
+        ("S01", "S01_04_01", "Surprise", 31, 33, 45, "AU1"),  # offset past the frames: clamped
+        ("S01", "S01_04_01", "Surprise", 41, 43, 45, "AU1"),  # onset past the frames
     ]
     sheet = write_xlsx(tmp_path / "4DME_Labelling_Micro_release v1.xlsx", FOURDME_HEADER, rows)
     assert detect_kind(tmp_path) == "4dme"
     table = FourDmeReader().read(tmp_path)
     assert table_of(table) == [
-        ("4dme", "4dme/S01", "4dme/S01/S01_04_01/3", "S01_04_01", 3, 10, 30, "Positive", "AU12")
+        ("4dme", "4dme/S01", "4dme/S01/S01_04_01/3", "S01_04_01", 3, 10, 30, "Positive", "AU12"),
+        ("4dme", "4dme/S01", "4dme/S01/S01_04_01/31", "S01_04_01", 31, 33, 39, "Surprise", "AU1"),
     ]
-    assert (
-        table.skipped[0].reason.startswith(f"{sheet.name} row 3:")
-        and "apex 33" not in table.skipped[0].reason
-    )
-    assert "no frame for offset 45 (the clip holds frames 0-39)" in table.skipped[0].reason
+    assert [r.note for r in table.repaired] == [
+        f"{sheet.name} row 3: offset 45 is past the last frame 39: clamped to 39"
+    ]
+    (skip,) = table.skipped
+    assert skip.reason.startswith(f"{sheet.name} row 4:")
+    assert "no frame for onset 41 (the clip's frames on disk are 0-39)" in skip.reason
 
 
 def test_missing_columns_name_the_file_and_the_columns(tmp_path):
@@ -282,9 +284,12 @@ def test_sheet_rows_round_trip(tmp_path, titles, rows, header_case):
     with integers as their digits and text stripped."""
     titles = [[t for t in row if "filename" not in t.lower()] for row in titles]
     path = write_xlsx(tmp_path / "t.xlsx", ("Subject", header_case, "Onset"), rows, titles)
-    got = read_sheet(
+    sheet = read_sheet(
         path, {"subject": ("Subject",), "filename": ("Filename",), "onset": ("Onset",)}
     )
+    got = sheet.rows
+    # Every row holding a value is accounted for: read, or named as unread.
+    assert sheet.present == len(sheet.rows) + len(sheet.unread)
 
     def text(value):
         return "" if value is None else str(value).strip()
