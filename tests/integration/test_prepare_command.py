@@ -100,6 +100,13 @@ def test_native_scheme_and_errors(casme2_root, tmp_path, capsys):
     labels = {r["label"] for r in csv.DictReader(open(tmp_path / "n" / "manifest.csv"))}
     assert labels <= {"happiness", "disgust", "repression", "surprise"} and "happiness" in labels
     capsys.readouterr()
+    # A native manifest is refused before any work, not trained on a handful of clips.
+    run = tmp_path / "native-run"
+    assert main(["simulate", "--data-manifest", str(tmp_path / "n" / "manifest.csv"),
+                 "--out-dir", str(run)]) == 2  # fmt: skip
+    said = capsys.readouterr().out
+    assert "have labels outside the composite classes negative, positive, surprise" in said
+    assert "'happiness' (" in said and "--scheme composite" in said and not run.exists()
     assert main(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "e")]) == 2
     assert "dataset root not found" in capsys.readouterr().out
     assert main(["prepare", str(casme2_root), "--detector", "yunet", "--detector-model", str(tmp_path / "no.onnx"),

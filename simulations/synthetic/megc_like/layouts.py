@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from client.datasets.label_schemes import MEGC2019_EXCLUDED
+
 from ..casme2 import CASME2_COLUMNS, deterministic_xlsx
 from .spec import LabSpec
 
@@ -81,7 +83,11 @@ def native_emotion(dataset: str, label: str, rng: np.random.Generator) -> str:
 def clip_name(dataset: str, subject: int, label: str, index: int, inducement: int) -> str:
     """The release's name for a subject's ``index``-th clip (0-based)."""
     if dataset == "casme2":
-        return f"EP{inducement:02d}_{index + 1:02d}"
+        name = f"EP{inducement:02d}_{index + 1:02d}"
+        # A name on MEGC2019's exclusion list would drop the clip from the composite.
+        if f"casme2/sub{subject:02d}/{name}" in MEGC2019_EXCLUDED["casme2"]:
+            name += "s"
+        return name
     if dataset == "samm":
         return f"{subject:03d}_{inducement}_{index + 1}"
     return f"s{subject}_{SMIC_CODES[label]}_{index + 1:02d}"
