@@ -42,6 +42,7 @@ from client.secagg_client import (
     secagg_when_requested_mod,
     skellam_share,
 )
+from client.state_loss import gap_refusal
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
 from common.node_config import NodeConfig
@@ -91,6 +92,9 @@ def train(msg: Message, context: Context) -> Message:
     if state is None:
         return _decline(msg, request, data.device_id, _NO_STATE_DIR)
     keep_receipt(node.state_dir, state.ledger, data.device_id, ledger_receipt_of(msg.content))
+    lost = gap_refusal(node.state_dir)
+    if lost is not None:
+        return _decline(msg, request, data.device_id, lost)
 
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     names = list(model.state_dict().keys())
@@ -169,6 +173,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     if state is None:
         return _refuse_evaluation(msg, data.device_id, _NO_STATE_DIR)
     keep_receipt(node.state_dir, state.ledger, data.device_id, ledger_receipt_of(msg.content))
+    lost = gap_refusal(node.state_dir)
+    if lost is not None:
+        return _refuse_evaluation(msg, data.device_id, lost)
     model = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
     predicted = predict(model, data.features)

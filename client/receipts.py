@@ -9,7 +9,9 @@ receipt (``coordinator.pub`` in its state directory), then appends it to
 acknowledged: if the coordinator later presents a shorter or different chain,
 the device's receipts contradict it. A receipt that fails a check is not kept;
 the problem is logged and training goes on, since the device's own ledger is
-what its accountant reads.
+what its accountant reads, with one exception: a receipt acknowledging more
+than this ledger holds means the device's state was lost, and the device stops
+(client/state_loss.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 from pathlib import Path
 
+from client.state_loss import GAP_FILE, record_gap
 from common.privacy.ledger import FileLines, Ledger, entry_hash
 from common.privacy.manifest_audit import RECEIPT_FORMAT
 from common.privacy.signed_document import DocumentError, check_document
@@ -40,6 +43,12 @@ def receipt_problem(state_dir: Path, ledger: Ledger, device_id: str, receipt: st
         return f"coordinator receipt is for device {document.get('device_id')!r}"
     entries = ledger.entries()
     seq = int(document.get("head_seq", -1))
+    if seq >= len(entries):
+        record_gap(state_dir, document, len(entries))
+        return (
+            f"coordinator receipt acknowledges seq {seq}, but this device's ledger holds "
+            f"{len(entries)} entries: its state was lost (evidence kept in {GAP_FILE})"
+        )
     if not 0 <= seq < len(entries) or entry_hash(entries[seq]) != document.get("head_hash"):
         return f"coordinator receipt names a head (seq {seq}) this device's ledger does not have"
     if pinned is None:

@@ -219,6 +219,7 @@ DECLINE_CODES = {
     "no-budget": "the device has no epsilon budget in its node config",
     "budget-exhausted": "the round would take the device past its epsilon budget",
     "no-state-dir": "the device has no state-dir for its ledger",
+    "state-lost": "the device's ledger is behind what the coordinator acknowledged",
 }
 
 

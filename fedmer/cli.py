@@ -19,6 +19,7 @@ from fedmer import (
     prepare_command,
     registry_command,
     report_command,
+    restore_ledger_command,
     simulate_command,
 )
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_command.register(commands)
     enrol_command.register(commands)
     registry_command.register(commands)
+    restore_ledger_command.register(commands)
     return parser
 
 

@@ -10,18 +10,25 @@ must still fit the wire schema to leave the device.
   update instead of their honest one;
 * :class:`DropOut`: the named devices fail in the middle of a train message,
   as a device losing power would (a SecAgg+ dropout cannot be produced any
-  other way inside one simulation).
+  other way inside one simulation);
+* :class:`LoseState`: a device's state directory loses its ledger and
+  receipts (its keys restored from their backup) just before one round, as a
+  disk failure between rounds would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
+from client.accountant_state import LEDGER_FILE
+from client.receipts import COORDINATOR_KEY_FILE, RECEIPTS_FILE
+from common.wire import server_round_of
 from simulations.device_folders import device_id_for
 
 # mode -> (sign, default scale)
@@ -94,4 +101,23 @@ class DropOut:
         device = simulated_device_id(context)
         if device in self.device_ids and message.metadata.message_type.startswith("train"):
             raise RuntimeError(f"device {device} dropped out (injected fault)")
+        return call_next(message, context)
+
+
+@dataclass(frozen=True)
+class LoseState:
+    """A mod: before its train message of ``at_round``, the device's ledger is lost."""
+
+    device_id: str
+    state_dir: Path
+    at_round: int
+
+    def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if (
+            simulated_device_id(context) == self.device_id
+            and message.metadata.message_type.startswith("train")
+            and server_round_of(message.content) == self.at_round
+        ):
+            for name in (LEDGER_FILE, RECEIPTS_FILE, COORDINATOR_KEY_FILE):
+                (Path(self.state_dir) / name).unlink(missing_ok=True)
         return call_next(message, context)

@@ -143,6 +143,22 @@ def write_report(
         "no client sampling (no amplification).",
         "",
     ]
+    restores = [
+        f"`{audit.path.name}` seq {c.entry['seq']} (device {c.entry['device_id']}): {c.entry['note']}"
+        for audit in audits
+        for c in audit.checks
+        if c.entry["event"] == "restored"
+    ]
+    if restores:
+        md += [
+            "## Ledger gaps",
+            "",
+            "These devices lost their ledger and an operator restored it from verified copies; "
+            "ε continues from the restored chain.",
+            "",
+            *[f"- {line}" for line in restores],
+            "",
+        ]
     if failed:
         md += ["## Failures", "", *[f"- {f}" for f in failed], ""]
     md += ["## Entries", ""]

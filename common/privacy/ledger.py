@@ -46,7 +46,9 @@ ENTRY_FIELDS = (
     "nonce",
     "round",
     "device_id",  # the device (or "server") whose spend this is
-    "event",  # "train", "refused" (policy or budget guard) or "release"
+    # "train", "refused" (policy or budget guard), "release", or "restored" (the
+    # device's ledger was lost and restored from copies: the gap, marked)
+    "event",
     # "dp-sgd" (sample-level), "gaussian-counts" (held-out evaluation counts),
     # "dp-fedavg" (client-level) or "none" (a non-private baseline: ε = ∞)
     "mechanism",
@@ -65,7 +67,7 @@ ENTRY_FIELDS = (
     "public_key",  # base64 raw Ed25519 public key of the signer
     "signature",  # base64 Ed25519 signature of every other field
 )
-EVENTS = ("train", "refused", "release")
+EVENTS = ("train", "refused", "release", "restored")
 
 
 class LedgerError(ValueError):
@@ -213,9 +215,16 @@ class Ledger:
         missing = [k for k, v in entry.items() if v is None]
         if missing:
             raise LedgerError(f"ledger entry lacks {missing}")
-        entry["signature"] = base64.b64encode(self.signer.sign(canonical_bytes(entry))).decode()
+        entry = sign_entry(entry, self.signer)
         self.store.append_line(encode_entry(entry))
         return entry
+
+
+def sign_entry(entry: Mapping[str, Any], signer: Ed25519PrivateKey) -> dict[str, Any]:
+    """The entry signed: its signature covers every other field."""
+    signed = {**entry, "signature": ""}
+    signed["signature"] = base64.b64encode(signer.sign(canonical_bytes(signed))).decode()
+    return signed
 
 
 def append_verbatim(path: Path, line: str) -> dict[str, Any]:

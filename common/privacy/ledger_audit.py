@@ -184,7 +184,11 @@ def _named_after(path: Path, device_id: str) -> bool:
 def _limit_problems(entry: Mapping[str, Any], max_delta: float) -> list[str]:
     problems = []
     epsilon, budget, delta = float(entry["epsilon"]), float(entry["budget"]), float(entry["delta"])
-    if entry["event"] != "refused" and budget > 0 and epsilon > budget * (1 + 1e-9):
+    if (
+        entry["event"] not in ("refused", "restored")
+        and budget > 0
+        and epsilon > budget * (1 + 1e-9)
+    ):
         problems.append(f"epsilon {epsilon:.6g} exceeds the budget {budget:g} it records")
     if delta > max_delta:
         problems.append(f"delta {delta:g} exceeds the largest acceptable delta {max_delta:g}")
@@ -196,13 +200,18 @@ def _epsilon_problems(
 ) -> list[str]:
     problems = []
     claimed = float(entry["epsilon"])
-    if entry["event"] == "refused":
+    if entry["event"] in ("refused", "restored"):
+        # Neither spends: a refusal, or the mark of a ledger restored after a loss,
+        # whose ε must be the chain's as it was, never a fresh start.
+        what = "a refusal" if entry["event"] == "refused" else "a restore mark"
         before = float(previous["epsilon"]) if previous is not None else 0.0
+        if entry["event"] == "restored" and previous is None:
+            problems.append("a restore mark cannot open a chain: the restored entries are missing")
         if int(entry["steps"]) != 0:
-            problems.append("a refusal must not spend steps")
+            problems.append(f"{what} must not spend steps")
         if not _close(claimed, before, 1e-12):
             problems.append(
-                f"a refusal claims epsilon {claimed:.6g}, but {before:.6g} was spent before it"
+                f"{what} claims epsilon {claimed:.6g}, but {before:.6g} was spent before it"
             )
         return problems
     if not _close(claimed, check.rdp, rtol):
