@@ -8,7 +8,14 @@ their children: the SuperExec and App processes Flower spawns), even when the
 caller fails. Everything runs offline: runtime dependency installation and
 update checks are off, and each process has a private ``FLWR_HOME``.
 
-Used by ``tests/test_deployment.py`` and ``bench/bench_round_time.py``; the
+The SuperLink keeps its state (registered SuperNode keys and node ids, runs,
+messages) in a SQLite file in the work dir (``superlink-state/superlink.db``),
+so a SuperLink restarted on the same port with the same file is the same
+coordinator: the SuperNodes, which retry with backoff without limit unless
+told otherwise, reconnect under their registered node ids without being
+restarted or registered again (``docs/deployment.md``, "Coordinator restart").
+
+Used by ``tests/integration/test_deployment.py`` and ``bench/bench_round_time.py``; the
 same steps by hand are in ``docs/deployment.md``::
 
     with LocalDeployment(workdir) as dep:
@@ -53,6 +60,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 CONNECTION = "fedmer-deployment"
 DEFAULT_DEVICE_BUDGET = 8.0
+# flower-superlink --database: a SQLite file keeps the state across restarts;
+# this name (flwr's own) keeps it in memory, lost when the SuperLink stops.
+IN_MEMORY_DATABASE = ":flwr-in-memory:"
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -131,6 +141,8 @@ class LocalDeployment:
         self.cli_home = self.workdir / "flwr-cli-home"
         self.superlink: RunningProcess | None = None
         self.superlink_port: int | None = None
+        # The SuperLink's state; every start_superlink() of this deployment reuses it.
+        self.superlink_database: Path | str = self.workdir / "superlink-state" / "superlink.db"
         self.processes: list[RunningProcess] = []
         self.devices: dict[str, Device] = {}
         self.enrolments: dict[str, Enrolment] = {}
@@ -191,11 +203,21 @@ class LocalDeployment:
         self,
         port: int | None = None,
         enable_auth: bool = True,
-        database: Path | None = None,
+        database: Path | str | None = None,
         timeout: float = 60.0,
     ) -> RunningProcess:
-        """``flower-superlink`` with TLS (+ node auth) on 127.0.0.1; waits until it serves."""
+        """``flower-superlink`` with TLS (+ node auth) on 127.0.0.1; waits until it serves.
+
+        Its state lives in ``database`` (by default, and on every later start, the
+        deployment's ``superlink_database`` file; :data:`IN_MEMORY_DATABASE` for none).
+        Started again on the same port with the same file after a crash, it still
+        knows every registered key and node id, and the running SuperNodes reconnect.
+        """
         self.superlink_port = port or self.superlink_port or free_port()
+        if database is not None:
+            self.superlink_database = database
+        if isinstance(self.superlink_database, Path):
+            self.superlink_database.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
             str(BIN / "flower-superlink"),
             "--ssl-ca-certfile",
@@ -212,12 +234,22 @@ class LocalDeployment:
         ]
         if enable_auth:
             cmd.append("--enable-supernode-auth")
-        if database is not None:
-            cmd += ["--database", str(database)]
+        cmd += ["--database", str(self.superlink_database)]
         self.superlink = self._spawn("superlink", cmd, self.workdir / "superlink-home")
         self._wait_tls(self.superlink, timeout)
         self._write_cli_connection()
         return self.superlink
+
+    def crash_superlink(self) -> list[int]:
+        """SIGKILL the SuperLink and everything under it (SuperExec, ServerApp): a crash.
+
+        Returns the PIDs it killed. The database file stays as the crash left it;
+        :meth:`start_superlink` (same port by default) starts the SuperLink on it again.
+        """
+        assert self.superlink is not None, "start the SuperLink first"
+        tree = [self.superlink.pid, *descendants(self.superlink.pid)]
+        self.stop(self.superlink, signal.SIGKILL)
+        return tree
 
     @property
     def address(self) -> str:
@@ -323,7 +355,13 @@ class LocalDeployment:
         max_retries: int | None = None,
         max_wait_time: float | None = None,
     ) -> RunningProcess:
-        """``flower-supernode`` for one device (own runtime port and FLWR_HOME)."""
+        """``flower-supernode`` for one device (own runtime port and FLWR_HOME).
+
+        Without ``max_retries``/``max_wait_time`` the SuperNode retries every
+        call to the SuperLink without limit, with jittered exponential backoff
+        (at most 20 s between tries, flwr's ``MAX_RETRY_DELAY``): it rides
+        through a SuperLink restart. With them it gives up and exits.
+        """
         runtime_port = free_port()
         config = {k: v for k, v in device.node_config.items() if not k.startswith("_")}
         cmd = [

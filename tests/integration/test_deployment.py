@@ -7,7 +7,9 @@ To keep the file fast on a small machine, one federation (SuperLink + 3
 training SuperNodes + 1 held-out SuperNode, each with its own pre-generated
 and pre-warmed data directory) is shared by the module: the rejected devices
 are started against it in the background while the full run trains, and the
-kill-a-device run reuses it afterwards.
+kill-a-device and coordinator-restart runs reuse it afterwards. Its SuperLink
+keeps its state in a database file, so the coordinator-restart test restarts
+the SuperLink alone: the same SuperNode processes reconnect.
 
 Tests marked ``needs_checkpoint_wiring`` exercise behaviour that exists only
 once ``server/server_app.py`` uses :mod:`server.checkpoint`; they skip until then.
@@ -27,7 +29,7 @@ import pytest
 import torch
 
 from simulations.deployment import LocalDeployment, RunningProcess
-from simulations.flower_processes import descendants, is_alive, tagged_pids
+from simulations.flower_processes import is_alive, tagged_pids
 from tests.deployment_data import device_dirs, warm
 from tests.scenarios import CLIP_LEVEL
 
@@ -247,44 +249,89 @@ def test_killing_a_device_mid_round_does_not_stop_the_run(federation, tmp_path):
     assert device.device_id in rounds[1]["trained"], rounds
 
 
+# The SuperLink is down at least this long, longer than a SuperNode's idle wait
+# between pulls (3 s, fixed in flwr 1.41), so every SuperNode sees it gone.
+OUTAGE_SECONDS = 4.0
+# A SuperNode waits at most 20 s (jittered) between tries: it is back within about
+# that long after the SuperLink is.
+RECONNECT_TIMEOUT = 60.0
+RECONNECTED = "Connection successful after"
+
+
 @needs_checkpoint_wiring
-def test_killing_the_server_after_round_1_resumes_at_round_2(federation, tmp_path):
+def test_coordinator_restart_resumes_at_round_2_with_the_same_supernodes(federation, tmp_path):
+    """SIGKILL the SuperLink (and its ServerApp) after round 1; start it again on the
+    same port with the same database file: the SuperNode processes, never restarted
+    nor registered again, reconnect under their node ids and the run resumes."""
     dep = federation.dep
+    nodes = list(federation.nodes)
+    pids = [n.pid for n in nodes]
+    node_ids = sorted(int(n.extra["device"].node_config["_node-id"]) for n in nodes)
     out = tmp_path / "run"
+    latest = out / "checkpoints" / "latest.json"
     cfg = _run_config(out, rounds=3)
     run = dep.start_run(cfg, name="flwr-run-resume")
-    assert _wait_for(lambda: (out / "checkpoints" / "latest.json").exists(), 300), dep.logs_text()[
-        -6000:
-    ]
-    # Kill the SuperLink (and the ServerApp it runs) hard, then the CLI stream.
-    superlink_tree = [dep.superlink.pid, *descendants(dep.superlink.pid)]
-    dep.stop(dep.superlink, signal.SIGKILL)
+    # Killed as soon as round 1's checkpoint is on disk: before round 2's
+    # instructions (sent right after it) can reach a device.
+    assert _wait_for(latest.exists, 300, step=0.02), dep.logs_text()[-6000:]
+    killed_tree = dep.crash_superlink()
+    down = time.monotonic()
     dep.stop(run)
     assert not any(
-        Path(f"/proc/{p}/cmdline").exists()
-        and b"flwr-serverapp" in Path(f"/proc/{p}/cmdline").read_bytes()
-        for p in superlink_tree
+        is_alive(p) and b"flwr-serverapp" in Path(f"/proc/{p}/cmdline").read_bytes()
+        for p in killed_tree
     )
-    first = json.loads((out / "checkpoints" / "latest.json").read_text())["round"]
-    # Restart on the same port and re-register the devices. A SuperNode whose
-    # connection died with the SuperLink is restarted with the same key and
-    # the same state-dir: its accountant lives in its signed ledger on disk.
-    dep.start_superlink(port=dep.superlink_port)
-    for name in [n.extra["device"].device_id for n in federation.nodes]:
-        dep.register(dep.devices[name])
-    for i, node in enumerate(federation.nodes):
-        dep.stop(node)
-        federation.nodes[i] = dep.start_supernode(node.extra["device"])
-    dep.wait_online(NUM_TRAIN + 1, timeout=180)
+    first = json.loads(latest.read_text())["round"]
+    killed_run = json.loads((out / "ledger" / "manifest.json").read_text())["run_id"]
+    reconnects = [n.log().count(RECONNECTED) for n in nodes]
+    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
+    assert all(is_alive(p) for p in pids), dep.logs_text()[-6000:]
+
+    dep.start_superlink()  # same port, same database file
+    back = time.monotonic()
+    assert _wait_for(
+        lambda: all(n.log().count(RECONNECTED) > k for n, k in zip(nodes, reconnects)),
+        RECONNECT_TIMEOUT,
+    ), dep.logs_text()[-8000:]
+    reconnected_after = time.monotonic() - back
     code, log = dep.flwr_run(cfg, timeout=600)
     assert code == 0, dep.logs_text()[-8000:]
+    assert f"resuming at round {first + 1}" in log, log[-4000:]
+
+    # The same processes did the work, under the node ids registered before the crash.
+    assert [n.pid for n in federation.nodes] == pids and all(is_alive(p) for p in pids)
+    listed = dep.flwr_cli(["supernode", "ls", "fedmer-deployment", "--format", "json"]).stdout
+    listed_nodes = json.loads(listed[listed.index("{") :])["nodes"]
+    assert sorted(int(n["node-id"]) for n in listed_nodes) == node_ids, listed
+    assert all(n["status"] == "online" for n in listed_nodes), listed
     results = json.loads((out / "results.json").read_text())
-    assert [r["round"] for r in results["rounds"]] == [1, 2, 3]
-    assert f"resuming at round {first + 1}" in log
-    # ε is counted once per round: it grows strictly, with no reset.
-    eps = [r["epsilon"] for r in results["rounds"]]
-    assert eps == sorted(eps) and len(set(eps)) == 3
+    rounds = results["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3], (reconnected_after, rounds)
+    train_ids = sorted(n.extra["device"].device_id for n in nodes[:NUM_TRAIN])
+    assert all(sorted(r["trained"]) == train_ids for r in rounds), rounds
+    # ε is counted once per round: it grows strictly, with no reset and no repeat.
+    eps = [r["epsilon"] for r in rounds]
+    assert all(a < b for a, b in zip(eps, eps[1:])), eps
+    # On every device, the killed run spent nothing after its checkpointed round
+    # and the resumed run spent once per remaining round.
+    resumed_run = json.loads((out / "ledger" / "manifest.json").read_text())["run_id"]
+    for node in nodes:
+        spent = _rounds_spent(Path(str(node.extra["device"].node_config["state-dir"])))
+        assert spent.get(killed_run) == list(range(1, first + 1)), (node.name, spent)
+        assert spent.get(resumed_run) == list(range(first + 1, 4)), (node.name, spent)
     _assert_single_chains(out / "ledger", rounds=3)
+
+
+def _rounds_spent(state_dir: Path) -> dict[str, list[int]]:
+    """The rounds of each run a device's own (lifetime) ledger records spending in."""
+    from client.accountant_state import LEDGER_FILE
+    from common.privacy.ledger import decode_entry
+
+    spent: dict[str, list[int]] = {}
+    for line in (state_dir / LEDGER_FILE).read_text().splitlines():
+        if line.strip() and (entry := decode_entry(line))["event"] in ("train", "release"):
+            spent.setdefault(str(entry["run_id"]), []).append(int(entry["round"]))
+    return spent
 
 
 def _assert_single_chains(ledger_dir: Path, rounds: int) -> None:
