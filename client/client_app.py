@@ -33,7 +33,7 @@ from client.inference import predict
 from client.local_data import HELDOUT, TRAIN, LocalData, device_node_config, load_local_data
 from client.payload_guard_mod import payload_guard_mod
 from client.privacy_policy import Refusal, noise_share_refusal
-from client.receipts import keep_receipt
+from client.receipts import keep_receipt, with_unreceived
 from client.round_context import Refused, RoundContext, refuse_and_record, spent_so_far
 from client.secagg_client import (
     MAX_TRUNCATION,
@@ -51,6 +51,9 @@ from common.privacy.distributed_noise import SkellamShare
 from common.run_config import RunConfig
 from common.wire import (
     ARRAYS,
+    INFO,
+    LEDGER_ENTRY,
+    LEGACY_METRICS,
     CensusReply,
     Decline,
     LegacyTrainReply,
@@ -80,6 +83,10 @@ def census(msg: Message, context: Context) -> Message:
 
 def train(msg: Message, context: Context) -> Message:
     """One round of local training on the device's clips, unless its limits forbid it."""
+    return _resend_unreceived(_train(msg, context), msg, context)
+
+
+def _train(msg: Message, context: Context) -> Message:
     cfg = RunConfig.from_flower(context.run_config)
     node, data = _device(context)
     request = TrainInstruction.from_record(msg.content)
@@ -160,6 +167,26 @@ def _noise_share(
 
 def evaluate(msg: Message, context: Context) -> Message:
     """Held-out devices only: the global model's confusion counts, released with noise."""
+    return _resend_unreceived(_evaluate(msg, context), msg, context)
+
+
+def _resend_unreceived(reply: Message, msg: Message, context: Context) -> Message:
+    """Send the entries a crashed coordinator never received before this reply's own."""
+    receipt = ledger_receipt_of(msg.content)
+    if not receipt or reply.has_error():
+        return reply
+    node, _ = _device(context)
+    state = open_device_state(node.state_dir)
+    if state is None:
+        return reply
+    for name in (INFO, LEGACY_METRICS):
+        record = reply.content.config_records.get(name)
+        if record is not None and record.get(LEDGER_ENTRY):
+            record[LEDGER_ENTRY] = with_unreceived(state.ledger, receipt, str(record[LEDGER_ENTRY]))
+    return reply
+
+
+def _evaluate(msg: Message, context: Context) -> Message:
     cfg = RunConfig.from_flower(context.run_config)
     node, data = _device(context)
     server_round = server_round_of(msg.content)

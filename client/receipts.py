@@ -21,7 +21,8 @@ import logging
 from pathlib import Path
 
 from client.state_loss import GAP_FILE, record_gap
-from common.privacy.ledger import FileLines, Ledger, entry_hash
+from common.payload_guard import MAX_UNRECEIVED_ENTRIES
+from common.privacy.ledger import FileLines, Ledger, encode_entry, entry_hash
 from common.privacy.manifest_audit import RECEIPT_FORMAT
 from common.privacy.signed_document import DocumentError, check_document
 
@@ -55,6 +56,28 @@ def receipt_problem(state_dir: Path, ledger: Ledger, device_id: str, receipt: st
         pinned_path.write_text(str(document["signed_by"]) + "\n")
     FileLines(state_dir / RECEIPTS_FILE).append_line(json.dumps(document, sort_keys=True))
     return None
+
+
+def with_unreceived(ledger: Ledger, receipt: str, line: str) -> str:
+    """The reply's ledger entry, preceded by the entries the coordinator lacks.
+
+    A coordinator that died in the middle of a round never received the entry
+    this device wrote for it; the resumed run's receipt names the head it did
+    receive. The entries after that head and before ``line`` go first, one per
+    line, so the coordinator's copy of the chain stays unbroken (it takes each
+    only if it is the next of the chain it holds)."""
+    if not line or not receipt:
+        return line
+    try:
+        head = int(json.loads(receipt).get("head_seq", -1))
+        seq = int(json.loads(line)["seq"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return line
+    if seq <= head + 1:
+        return line
+    missing = [encode_entry(e) for e in ledger.entries() if head < int(e["seq"]) < seq]
+    # The oldest first, as many as may leave with one reply (the payload guard's limit).
+    return "\n".join([*missing[:MAX_UNRECEIVED_ENTRIES], line])
 
 
 def keep_receipt(state_dir: str, ledger: Ledger, device_id: str, receipt: str) -> None:

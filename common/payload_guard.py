@@ -9,13 +9,16 @@ kinds and sizes:
   of the global model the device received;
 * ``metrics``: a MetricRecord of scalar numbers;
 * ``info``: a ConfigRecord of scalars and short strings (role, device id, why a
-  round was declined), plus at most one signed privacy-ledger entry under
-  ``ledger-entry``.
+  round was declined), plus the signed privacy-ledger entry of the reply under
+  ``ledger-entry`` (preceded, one per line, by at most
+  ``MAX_UNRECEIVED_ENTRIES`` earlier entries of the device's chain that a
+  coordinator which crashed mid-round never received).
 
 The ledger entry is the one deliberate exception to the short-string limit: a
 signed entry (hash, public key and signature included) is about 600
-characters. It is let through only if it parses as exactly a ledger entry,
-whose fields are all scalars, so it cannot smuggle anything else out.
+characters. It is let through only if each of its lines parses as exactly a
+ledger entry, whose fields are all scalars, so it cannot smuggle anything else
+out.
 
 In SecAgg+ mode Flower's legacy workflow names the same three things
 ``fitres.parameters``, ``fitres.num_examples`` and ``fitres.metrics`` (plus
@@ -50,6 +53,7 @@ from common.wire import (
 
 MAX_STRING_LENGTH = 256
 MAX_LEDGER_ENTRY_LENGTH = 2048
+MAX_UNRECEIVED_ENTRIES = 8
 
 
 @dataclass(frozen=True)
@@ -155,12 +159,21 @@ def _check_info(record: ConfigRecord) -> None:
 
 
 def _check_ledger_entry(value: object) -> None:
-    if not isinstance(value, str) or len(value) > MAX_LEDGER_ENTRY_LENGTH:
+    if not isinstance(value, str):
+        raise PayloadViolation(f"info {LEDGER_ENTRY!r} must be a string")
+    lines = value.split("\n")
+    if len(lines) > 1 + MAX_UNRECEIVED_ENTRIES:
         raise PayloadViolation(
-            f"info {LEDGER_ENTRY!r} must be a string of at most "
-            f"{MAX_LEDGER_ENTRY_LENGTH} characters"
+            f"info {LEDGER_ENTRY!r} holds {len(lines)} lines; at most "
+            f"{1 + MAX_UNRECEIVED_ENTRIES} ledger entries may leave with one reply"
         )
-    try:
-        decode_entry(value)
-    except LedgerError as exc:
-        raise PayloadViolation(f"info {LEDGER_ENTRY!r} is not a ledger entry: {exc}") from None
+    for line in lines:
+        if len(line) > MAX_LEDGER_ENTRY_LENGTH:
+            raise PayloadViolation(
+                f"info {LEDGER_ENTRY!r}: each entry must be at most "
+                f"{MAX_LEDGER_ENTRY_LENGTH} characters"
+            )
+        try:
+            decode_entry(line)
+        except LedgerError as exc:
+            raise PayloadViolation(f"info {LEDGER_ENTRY!r} is not a ledger entry: {exc}") from None

@@ -138,7 +138,7 @@ def run_rounds(
         census = take_census(grid, settings.timeout, census)
         # Fresh OS entropy: a device's entry for this round cannot exist before it.
         turn = RoundTurn(str(privacy.context.run_id), server_round, secrets.token_hex(16))
-        privacy.ledger.start_round(server_round, turn.nonce)
+        privacy.ledger.start_round(turn.run_id, server_round, turn.nonce)
         if privacy.secagg is not None:
             outcome = _secure_train_round(grid, arrays, census, turn, tracker, privacy)
         else:
@@ -169,7 +169,7 @@ def evaluate_starting_model(
     The held-out devices account for this release like any other.
     """
     turn = RoundTurn(run_id, 0, secrets.token_hex(16))
-    ledger.start_round(0, turn.nonce)
+    ledger.start_round(run_id, 0, turn.nonce)
     metrics = _evaluate_round(grid, strategy, arrays, census, turn, settings, ledger)
     ledger.write_manifest(run_id)
     return {
@@ -345,13 +345,24 @@ def _keep_bound_entry(
     ledger: ServerLedger, device: str, line: str, turn: RoundTurn, payload_hash: str | None
 ) -> str | None:
     """Keep the signed entry a device sent, verbatim, if it accounts for this reply;
-    else return why not (and keep nothing)."""
+    else return why not (and keep nothing).
+
+    Lines before the last are entries the device wrote but this coordinator
+    never received (it died mid-round): each is kept if it is the next of
+    the device's chain here; the last line is the entry of this reply."""
     if not line:
         return None
+    *unreceived, line = line.split("\n")
     problem = binding_problem(line, turn.run_id, turn.round, turn.nonce, payload_hash)
-    if problem is None:
-        ledger.keep_device_entry(device, line)
-    return problem
+    if problem is not None:
+        return problem
+    for earlier in unreceived:
+        problem = ledger.unreceived_problem(device, earlier)
+        if problem is not None:
+            return problem
+        ledger.keep_device_entry(device, earlier)
+    ledger.keep_device_entry(device, line)
+    return None
 
 
 def _evaluate_round(

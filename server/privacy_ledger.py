@@ -9,10 +9,11 @@ Under ``<run>/ledger/``:
   and signatures without access to the device;
 * each device also gets, with its next instruction, the coordinator's signed
   receipt of its chain head, which it keeps in its own state directory;
-* ``manifest.json``: rewritten, signed, after every round: the run id, every
-  round's nonce, and for each device the head of its chain as the coordinator
-  received it (seq and hash: the receipt). Against it an auditor detects a
-  truncated, replaced, replayed or missing chain.
+* ``manifest.json``: rewritten, signed, when each round starts and after it:
+  the run id (and the ids of the runs this run folder resumed), every round's
+  nonce with its run, and for each device the head of its chain as the
+  coordinator received it (seq and hash: the receipt). Against it an auditor
+  detects a truncated, replaced, replayed or missing chain.
 
 The coordinator's signing key is **not** in the run folder, which is handed to
 auditors: it lives at ``$FEDMER_COORDINATOR_KEY`` or, by default,
@@ -20,7 +21,9 @@ auditors: it lives at ``$FEDMER_COORDINATOR_KEY`` or, by default,
 (0600) on first use. Its public key goes into the operator's key registry.
 
 A resumed run (same run folder) continues all chains and the manifest where
-they stopped.
+they stopped. A device that wrote an entry the killed coordinator never
+received (a crash in the middle of a round) sends it with its next reply,
+before the new one (``keep_unreceived``), so the copy here stays unbroken.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from common.paths import signing_key_path
 from common.privacy.ledger import (
     FileLines,
     Ledger,
+    LedgerError,
     append_verbatim,
     decode_entry,
     entry_hash,
@@ -63,7 +67,9 @@ class ServerLedger:
             raise ValueError(f"{key_path}: the coordinator's key must not live in the run folder")
         self._key = load_or_create_key(key_path)
         self.chain = Ledger(FileLines(self.root / SERVER_LEDGER), self._key)
-        self._rounds: dict[int, str] = {}
+        # (run id, round) -> nonce; the run ids in the order this folder saw them.
+        self._rounds: dict[tuple[str, int], str] = {}
+        self._run_ids: list[str] = []
         self._heads: dict[str, dict[str, Any]] = {}
         # Every kept entry, by device, as received (and as read back on resume):
         # the per-round person-level figures need them without re-reading files.
@@ -74,8 +80,11 @@ class ServerLedger:
     def public_key(self) -> str:
         return public_key_b64(self._key)
 
-    def start_round(self, server_round: int, nonce: str) -> None:
-        self._rounds[server_round] = nonce
+    def start_round(self, run_id: str, server_round: int, nonce: str) -> None:
+        """Record the round's nonce, persisted before any device can use it: entries
+        of a round the coordinator dies in still name a nonce the manifest holds."""
+        self._rounds[(run_id, server_round)] = nonce
+        self.write_manifest(run_id)
 
     def keep_device_entry(self, device_id: str, line: str) -> dict[str, Any]:
         """Store a device's signed entry exactly as received, and receipt its new head."""
@@ -83,6 +92,26 @@ class ServerLedger:
         entry = append_verbatim(path, line)
         self._receipt(device_id, path, entry)
         return entry
+
+    def unreceived_problem(self, device_id: str, line: str) -> str | None:
+        """Why an entry a device resends is not the next of its chain here (None if it is).
+
+        Only the entry right after the receipted head is taken: the device
+        signed it in an earlier round the coordinator never heard back from."""
+        head = self._heads.get(device_id)
+        try:
+            entry = decode_entry(line)
+        except (LedgerError, ValueError) as exc:
+            return f"resent ledger entry unreadable: {exc}"
+        if entry["device_id"] != device_id:
+            return f"resent ledger entry is device {entry['device_id']!r}'s"
+        if head is None:
+            return "resent ledger entry, but nothing of this device was received before"
+        if int(entry["seq"]) != head["head_seq"] + 1 or entry["prev_hash"] != head["head_hash"]:
+            return f"resent ledger entry seq {entry['seq']} does not follow seq {head['head_seq']}"
+        if (str(entry["run_id"]), int(entry["round"])) not in self._rounds:
+            return f"resent ledger entry names run {entry['run_id']!r} round {entry['round']}, unknown here"
+        return None
 
     def device_path(self, device_id: str) -> Path:
         # Device ids come from devices: keep them from naming paths outside the folder.
@@ -113,10 +142,17 @@ class ServerLedger:
     def write_manifest(self, run_id: str) -> Path:
         """Sign and (atomically) write the manifest of everything received so far."""
         server_entries = self.chain.entries()
+        if run_id not in self._run_ids:
+            self._run_ids.append(run_id)
         body = {
             "run_id": run_id,
+            # Every run this folder holds entries of: a resumed run is a new flwr run.
+            "run_ids": list(self._run_ids),
             "coordinator_public_key": self.public_key,
-            "rounds": [{"round": r, "nonce": n} for r, n in sorted(self._rounds.items())],
+            "rounds": [
+                {"run_id": r, "round": n, "nonce": nonce}
+                for (r, n), nonce in sorted(self._rounds.items(), key=lambda kv: kv[0][::-1])
+            ],
             "devices": dict(sorted(self._heads.items())),
             "server_chain": {
                 "file": SERVER_LEDGER,
@@ -146,8 +182,11 @@ class ServerLedger:
     def _resume(self) -> None:
         manifest = self.root / MANIFEST_FILE
         if manifest.is_file():
-            for item in json.loads(manifest.read_text()).get("rounds", []):
-                self._rounds[int(item["round"])] = str(item["nonce"])
+            previous = json.loads(manifest.read_text())
+            self._run_ids = [str(r) for r in previous.get("run_ids", [previous.get("run_id", "")])]
+            for item in previous.get("rounds", []):
+                run = str(item.get("run_id", previous.get("run_id", "")))
+                self._rounds[(run, int(item["round"]))] = str(item["nonce"])
         folder = self.root / DEVICE_LEDGERS
         for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
             for line in FileLines(path).read_lines():

@@ -13,7 +13,9 @@ must still fit the wire schema to leave the device.
   other way inside one simulation);
 * :class:`LoseState`: a device's state directory loses its ledger and
   receipts (its keys restored from their backup) just before one round, as a
-  disk failure between rounds would.
+  disk failure between rounds would;
+* :class:`LoseReply`: a device trains and signs its entry, and the reply never
+  arrives, as when the coordinator dies in the middle of a round.
 """
 
 from __future__ import annotations
@@ -121,3 +123,24 @@ class LoseState:
             for name in (LEDGER_FILE, RECEIPTS_FILE, COORDINATOR_KEY_FILE):
                 (Path(self.state_dir) / name).unlink(missing_ok=True)
         return call_next(message, context)
+
+
+@dataclass(frozen=True)
+class LoseReply:
+    """A mod: the device trains round ``at_round`` (and signs its entry), then its reply is
+    lost, as when the coordinator dies in the middle of the round."""
+
+    device_id: str
+    at_round: int
+
+    def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(message, context)
+        if (
+            simulated_device_id(context) == self.device_id
+            and message.metadata.message_type.startswith("train")
+            and server_round_of(message.content) == self.at_round
+        ):
+            raise RuntimeError(
+                f"device {self.device_id}: reply of round {self.at_round} lost (injected fault)"
+            )
+        return reply

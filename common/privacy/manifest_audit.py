@@ -10,7 +10,9 @@ its chain as the coordinator received it. Checked here:
 * every device in the manifest has its file; every file is in the manifest;
 * each file holds exactly the entries the manifest receipted: the same count,
   the same first seq, and the same head (seq and hash);
-* every entry names the manifest's run and carries the nonce of its round;
+* every entry names one of the manifest's runs (a resumed run folder holds
+  the entries of the runs it resumed) and carries the nonce of its round in
+  that run;
 * the coordinator's own chain ends at the receipted head.
 """
 
@@ -53,7 +55,11 @@ def manifest_problems(
     problems: list[str] = []
     where = f"{root / MANIFEST_FILE}"
     run_id = str(manifest.get("run_id", ""))
-    nonces = {int(r["round"]): str(r["nonce"]) for r in manifest.get("rounds", [])}
+    run_ids = [str(r) for r in manifest.get("run_ids", [run_id])]
+    nonces = {
+        (str(r.get("run_id", run_id)), int(r["round"])): str(r["nonce"])
+        for r in manifest.get("rounds", [])
+    }
     devices: dict[str, Mapping[str, Any]] = dict(manifest.get("devices", {}))
     listed = {(root / str(d["file"])).resolve(): name for name, d in devices.items()}
     server = manifest.get("server_chain", {})
@@ -70,7 +76,7 @@ def manifest_problems(
                 f"({receipt['entries']} entries were receipted)"
             )
             continue
-        problems.extend(_receipt_problems(path, device, receipt, run_id, nonces))
+        problems.extend(_receipt_problems(path, device, receipt, run_ids, nonces))
     if server_path.is_file() or int(server.get("entries", 0)):
         entries = _entries(server_path) if server_path.is_file() else []
         head = entry_hash(entries[-1]) if entries else ""
@@ -86,8 +92,8 @@ def _receipt_problems(
     path: Path,
     device: str,
     receipt: Mapping[str, Any],
-    run_id: str,
-    nonces: Mapping[int, str],
+    run_ids: Sequence[str],
+    nonces: Mapping[tuple[str, int], str],
 ) -> list[str]:
     problems = []
     entries = _entries(path)
@@ -107,9 +113,12 @@ def _receipt_problems(
         )
     for line, entry in enumerate(entries, start=1):
         at = f"{path}:{line} (seq {entry['seq']}, device {entry['device_id']}, round {entry['round']})"
-        if str(entry["run_id"]) != run_id:
-            problems.append(f"{at}: entry of run {entry['run_id']!r}, not of this run {run_id!r}")
-        elif entry["nonce"] != nonces.get(int(entry["round"])):
+        if str(entry["run_id"]) not in run_ids:
+            shown = ", ".join(repr(r) for r in run_ids)
+            problems.append(
+                f"{at}: entry of run {entry['run_id']!r}, not of this run folder's ({shown})"
+            )
+        elif entry["nonce"] != nonces.get((str(entry["run_id"]), int(entry["round"]))):
             problems.append(f"{at}: nonce is not the coordinator's for round {entry['round']}")
     return problems
 
