@@ -47,6 +47,24 @@ class Census:
         return info.device_id if info else f"node-{node_id}"
 
 
+# flwr's own node id: the sender of the error replies the SuperLink makes itself.
+SUPERLINK_NODE_ID = 1
+
+
+def replying_node(reply: Message, sent: Iterable[Message]) -> int:
+    """The node a reply is from.
+
+    When a node stops heart-beating, the SuperLink answers for it with an
+    error reply from itself (``Node Unavailable``), so the node is traced back
+    through the message the reply answers."""
+    if reply.metadata.src_node_id != SUPERLINK_NODE_ID:
+        return reply.metadata.src_node_id
+    for message in sent:
+        if message.metadata.message_id == reply.metadata.reply_to_message_id:
+            return message.metadata.dst_node_id
+    return reply.metadata.src_node_id
+
+
 def wait_for_nodes(grid: Grid, min_nodes: int, timeout: float, settle: float = 2.0) -> None:
     """Block until ``min_nodes`` devices are connected and the count has settled.
 
@@ -92,7 +110,7 @@ def take_census(grid: Grid, timeout: float, known: Census | None = None) -> Cens
         for node_id in node_ids
     ]
     for reply in grid.send_and_receive(messages, timeout=timeout):
-        node_id = reply.metadata.src_node_id
+        node_id = replying_node(reply, messages)
         if reply.has_error():
             log.warning("census: node %s failed to answer: %s", node_id, reply.error.reason)
             continue

@@ -42,7 +42,7 @@ from common.wire import (
     parse_reply,
     parse_train_reply,
 )
-from server.census import Census, NodeSubsetGrid, take_census
+from server.census import Census, NodeSubsetGrid, replying_node, take_census
 from server.client_level_dp import ClientLevelDP
 from server.entry_binding import binding_problem
 from server.held_out_evaluation import held_out_metrics
@@ -202,7 +202,7 @@ def _train_round(
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     usable: list[Message] = []
     for reply in replies:
-        device = census.device_id(reply.metadata.src_node_id)
+        device = census.device_id(replying_node(reply, messages))
         if reply.has_error():
             reason = reply.error.reason
             outcome.failed[device] = (
@@ -386,7 +386,7 @@ def _evaluate_round(
     replies = grid.send_and_receive(messages, timeout=settings.timeout)
     records, declined = [], {}
     for reply in replies:
-        device = census.device_id(reply.metadata.src_node_id)
+        device = census.device_id(replying_node(reply, messages))
         if reply.has_error():
             log.warning(
                 "round %d: held-out device %s failed to evaluate: %s",

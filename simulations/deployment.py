@@ -63,6 +63,11 @@ DEFAULT_DEVICE_BUDGET = 8.0
 # flower-superlink --database: a SQLite file keeps the state across restarts;
 # this name (flwr's own) keeps it in memory, lost when the SuperLink stops.
 IN_MEMORY_DATABASE = ":flwr-in-memory:"
+# A SuperNode the SuperLink refuses to activate exits within a few seconds;
+# one still running after this long is connected. A supervisor waits
+# RESTART_DELAY before starting it again.
+SUPERNODE_SETTLE = 10.0
+RESTART_DELAY = 10.0
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -387,6 +392,29 @@ class LocalDeployment:
         )
         running.extra["device"] = device
         return running
+
+    def supervise_supernode(
+        self, device: Device, timeout: float = 240.0, restart_delay: float = RESTART_DELAY
+    ) -> RunningProcess:
+        """Start a device's SuperNode as a service manager would (systemd
+        ``Restart=on-failure``): again, ``restart_delay`` later, whenever it exits.
+
+        A SuperNode restarted right after a crash is refused activation by the
+        SuperLink (``[code: 2004] Failed to activate SuperNode``) until the
+        SuperLink has declared its previous process gone (two missed heartbeats),
+        and flwr 1.41 then exits (code 305) instead of retrying.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            running = self.start_supernode(device)
+            if running.wait_exit(SUPERNODE_SETTLE) is None:
+                return running
+            if time.monotonic() + restart_delay > deadline:
+                raise TimeoutError(
+                    f"SuperNode of {device.device_id} kept exiting for {timeout:.0f}s:\n"
+                    f"{running.log()[-3000:]}"
+                )
+            time.sleep(restart_delay)
 
     def online_nodes(self) -> int:
         """Number of SuperNodes the SuperLink reports online."""
