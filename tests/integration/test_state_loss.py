@@ -20,47 +20,25 @@ from pathlib import Path
 import pytest
 
 from client.accountant_state import KEY_FILE, LEDGER_FILE, open_device_state
-from client.local_data import TRAIN, load_local_data
 from client.state_loss import GAP_FILE
 from common.privacy.ledger import encode_entry, entry_hash, load_or_create_key, sign_entry
-from common.run_config import RunConfig
 from fedmer.cli import main
-from simulations.default_cohort import ensure_cohort
 from simulations.faults import LoseState
-from simulations.federation import prepare_federation, run_federation
-from simulations.synthetic import CohortSpec
-from tests.scenarios import CLIP_LEVEL
-
-SUBJECTS = 4
+from simulations.federation import run_federation
+from tests.small_federation import small_federation
 
 
 @pytest.fixture(scope="module")
 def lost_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("FEDMER_CACHE", str(tmp_path_factory.getbasetemp() / "fedmer-cache"))
-    manifest = ensure_cohort(CohortSpec(num_subjects=SUBJECTS, clips_per_class=3, seed=0))
-    out = tmp_path_factory.mktemp("state-loss")
-    cfg = RunConfig(
-        **CLIP_LEVEL,
-        num_server_rounds=4,
-        local_epochs=1,
-        batch_size=4,
-        num_heldout_subjects=1,
-        cohort_subjects=SUBJECTS,
-        cohort_clips_per_class=3,
-        data_manifest=str(manifest),
-        out_dir=str(out),
-    )
-    cfg, simulated = prepare_federation(cfg, manifest, out)
-    nodes = {load_local_data(d.node_config, cfg.model).device_id: d.node_config for d in simulated}
-    train = sorted(i for i, n in nodes.items() if n.role == TRAIN)
-    victim = train[0]
-    state_dir = Path(nodes[victim].state_dir)
+    fed = small_federation(tmp_path_factory, mp, "state-loss", rounds=4)
+    victim = fed.first_trainer
+    state_dir = Path(fed.nodes[victim].state_dir)
     run_federation(
-        cfg, simulated, transport="in-process", extra_mods=[LoseState(victim, state_dir, 3)]
+        fed.cfg, fed.devices, transport="in-process", extra_mods=[LoseState(victim, state_dir, 3)]
     )
     mp.undo()
-    return out, victim, state_dir, train
+    return fed.out, victim, state_dir, fed.trainers
 
 
 def test_the_device_refuses_after_losing_its_ledger(lost_run):

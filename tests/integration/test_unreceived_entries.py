@@ -21,42 +21,22 @@ from pathlib import Path
 
 import pytest
 
-from client.local_data import TRAIN, load_local_data
 from common.privacy.ledger import decode_entry
-from common.run_config import RunConfig
-from simulations.default_cohort import ensure_cohort
 from simulations.faults import LoseReply
-from simulations.federation import prepare_federation, run_federation
-from simulations.synthetic import CohortSpec
-from tests.scenarios import CLIP_LEVEL
-
-SUBJECTS = 4
+from simulations.federation import run_federation
+from tests.small_federation import small_federation
 
 
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("FEDMER_CACHE", str(tmp_path_factory.getbasetemp() / "fedmer-cache"))
-    manifest = ensure_cohort(CohortSpec(num_subjects=SUBJECTS, clips_per_class=3, seed=0))
-    out = tmp_path_factory.mktemp("unreceived")
-    cfg = RunConfig(
-        **CLIP_LEVEL,
-        num_server_rounds=3,
-        local_epochs=1,
-        batch_size=4,
-        num_heldout_subjects=1,
-        cohort_subjects=SUBJECTS,
-        cohort_clips_per_class=3,
-        data_manifest=str(manifest),
-        out_dir=str(out),
-    )
-    cfg, simulated = prepare_federation(cfg, manifest, out)
-    nodes = {load_local_data(d.node_config, cfg.model).device_id: d.node_config for d in simulated}
-    victim = sorted(i for i, n in nodes.items() if n.role == TRAIN)[0]
-    run_federation(cfg, simulated, transport="in-process", extra_mods=[LoseReply(victim, 2)])
+    fed = small_federation(tmp_path_factory, mp, "unreceived", rounds=3)
+    victim, out = fed.first_trainer, fed.out
+    run_federation(fed.cfg, fed.devices, transport="in-process", extra_mods=[LoseReply(victim, 2)])
     first = json.loads((out / "results.json").read_text())
     copy_after_first = (out / "ledger" / "devices" / f"{victim}.jsonl").read_text()
-    run_federation(dataclasses.replace(cfg, num_server_rounds=4), simulated, transport="in-process")
+    resumed = dataclasses.replace(fed.cfg, num_server_rounds=4)
+    run_federation(resumed, fed.devices, transport="in-process")
     mp.undo()
     return out, victim, first, copy_after_first
 
