@@ -7,7 +7,9 @@ switch one on. They run inside the payload guard, so even a poisoned update
 must still fit the wire schema to leave the device.
 
 * :class:`PoisonUpdates`: the named devices send a sign-flipped or scaled
-  update instead of their honest one;
+  update instead of their honest one, and, as a malicious device holding its
+  own key would, sign their ledger entry over what they send (rewriting it in
+  their own ledger), so the coordinator's binding of entry to payload holds;
 * :class:`DropOut`: the named devices fail in the middle of a train message,
   as a device losing power would (a SecAgg+ dropout cannot be produced any
   other way inside one simulation);
@@ -28,9 +30,12 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
-from client.accountant_state import LEDGER_FILE
+from client.accountant_state import KEY_FILE, LEDGER_FILE
+from client.local_data import device_node_config
 from client.receipts import COORDINATOR_KEY_FILE, RECEIPTS_FILE
-from common.wire import server_round_of
+from common.privacy.ledger import decode_entry, encode_entry, load_or_create_key, sign_entry
+from common.run_config import RunConfig
+from common.wire import INFO, LEDGER_ENTRY, arrays_digest, server_round_of
 from simulations.device_folders import device_id_for
 
 # mode -> (sign, default scale)
@@ -90,7 +95,28 @@ class PoisonUpdates:
                 reply.content.array_records[key] = poisoned_arrays(
                     sent[key], record, self.mode, self.scale
                 )
+                _sign_what_is_sent(reply, reply.content.array_records[key], context)
         return reply
+
+
+def _sign_what_is_sent(reply: Message, arrays: ArrayRecord, context: Context) -> None:
+    """Re-sign the reply's ledger entry over the poisoned arrays, in the device's own ledger too."""
+    info = reply.content.config_records.get(INFO)
+    if info is None or not info.get(LEDGER_ENTRY):
+        return
+    *earlier, line = str(info[LEDGER_ENTRY]).split("\n")
+    entry = decode_entry(line)
+    if not entry["update_hash"]:
+        return
+    cfg = RunConfig.from_flower(context.run_config)
+    state = Path(device_node_config(dict(context.node_config), cfg.simulation_dir).state_dir)
+    entry["update_hash"] = arrays_digest({k: v.numpy() for k, v in arrays.items()})
+    signed = encode_entry(sign_entry(entry, load_or_create_key(state / KEY_FILE)))
+    ledger = state / LEDGER_FILE
+    lines = ledger.read_text().splitlines()
+    assert decode_entry(lines[-1])["seq"] == entry["seq"], "the reply's entry is the ledger's last"
+    ledger.write_text("\n".join([*lines[:-1], signed]) + "\n")
+    info[LEDGER_ENTRY] = "\n".join([*earlier, signed])
 
 
 @dataclass(frozen=True)

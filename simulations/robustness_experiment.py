@@ -44,11 +44,22 @@ def main() -> None:
         "--silos", type=int, default=0, help="training devices (0: one per subject)"
     )
     parser.add_argument("--no-dp", action="store_true", help="FedAvg without DP-SGD in every row")
+    parser.add_argument(
+        "--plain-learning-rate",
+        type=float,
+        default=0.05,
+        help="with --no-dp: local step size (plain SGD diverges at the DP step size)",
+    )
+    parser.add_argument(
+        "--dp-unit", default=RunConfig.dp_unit, help="clip or subject (the run config's dp-unit)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    from common.metrics import summarize
     from simulations.default_cohort import ensure_cohort
     from simulations.device_folders import device_id_for
+    from simulations.exact_heldout import exact_confusion
     from simulations.faults import PoisonUpdates
     from simulations.federation import prepare_federation, run_federation
     from simulations.synthetic import CohortSpec
@@ -66,6 +77,8 @@ def main() -> None:
                 silos=args.silos,
                 seed=args.seed,
                 dp_sgd=not args.no_dp,
+                dp_unit=args.dp_unit,
+                learning_rate=args.plain_learning_rate if args.no_dp else RunConfig.learning_rate,
             )
             policy = {"allow_non_private": True} if args.no_dp else None
             cfg, devices = prepare_federation(cfg, manifest, Path(out), policy=policy)
@@ -73,15 +86,21 @@ def main() -> None:
             attack = [PoisonUpdates.of([device_id_for(0)], "sign-flip", args.scale)]
             run_federation(cfg, devices, extra_mods=attack if poisoned else ())
             final = json.loads((Path(out) / "results.json").read_text())["final"]
-        table.append((strategy, poisoned, final["uf1"], final["uar"]))
-    clean = table[0][2]
+            # The simulation holds every device's data: score the final model exactly too.
+            exact = summarize(exact_confusion(Path(out)))
+        table.append((strategy, poisoned, final["uf1"], final["uar"], exact["uf1"], exact["uar"]))
+    clean = table[0][4]
     trainers = args.silos or args.subjects - args.heldout
     attack = f"1 of {trainers} devices sign-flip ×{args.scale:g}"
-    print("| strategy | attack | held-out UF1 (final) | UAR | Δ UF1 vs clean FedAvg |")
-    print("|---|---|---|---|---|")
-    for strategy, poisoned, uf1, uar in table:
+    print(
+        "| strategy | attack | exact held-out UF1 | exact UAR | Δ exact UF1 vs clean FedAvg | "
+        "released UF1 / UAR |"
+    )
+    print("|---|---|---|---|---|---|")
+    for strategy, poisoned, uf1, uar, exact_uf1, exact_uar in table:
         print(
-            f"| {strategy} | {attack if poisoned else 'none'} | {uf1:.3f} | {uar:.3f} | {uf1 - clean:+.3f} |"
+            f"| {strategy} | {attack if poisoned else 'none'} | {exact_uf1:.3f} | {exact_uar:.3f} | "
+            f"{exact_uf1 - clean:+.3f} | {uf1:.3f} / {uar:.3f} |"
         )
 
 
