@@ -50,7 +50,7 @@ def receipt_problem(state_dir: Path, ledger: Ledger, device_id: str, receipt: st
             f"coordinator receipt acknowledges seq {seq}, but this device's ledger holds "
             f"{len(entries)} entries: its state was lost (evidence kept in {GAP_FILE})"
         )
-    if not 0 <= seq < len(entries) or entry_hash(entries[seq]) != document.get("head_hash"):
+    if seq < 0 or entry_hash(entries[seq]) != document.get("head_hash"):
         return f"coordinator receipt names a head (seq {seq}) this device's ledger does not have"
     if pinned is None:
         pinned_path.write_text(str(document["signed_by"]) + "\n")

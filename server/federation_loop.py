@@ -345,11 +345,14 @@ def _keep_bound_entry(
     ledger: ServerLedger, device: str, line: str, turn: RoundTurn, payload_hash: str | None
 ) -> str | None:
     """Keep the signed entry a device sent, verbatim, if it accounts for this reply;
-    else return why not (and keep nothing).
+    else return why not.
 
     Lines before the last are entries the device wrote but this coordinator
-    never received (it died mid-round): each is kept if it is the next of
-    the device's chain here; the last line is the entry of this reply."""
+    never received (it died mid-round): each is kept, in order, while it is
+    the next of the device's chain here, and the first that is not makes the
+    reply fail (its predecessors stay kept: they are the device's signed
+    entries). The last line is the entry of this reply, kept only if all of
+    them were."""
     if not line:
         return None
     *unreceived, line = line.split("\n")

@@ -23,7 +23,8 @@ auditors: it lives at ``$FEDMER_COORDINATOR_KEY`` or, by default,
 A resumed run (same run folder) continues all chains and the manifest where
 they stopped. A device that wrote an entry the killed coordinator never
 received (a crash in the middle of a round) sends it with its next reply,
-before the new one (``keep_unreceived``), so the copy here stays unbroken.
+before the new one, and it is kept if it is the next of the chain here
+(``unreceived_problem``), so the copy stays unbroken.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -460,6 +461,18 @@ class LocalDeployment:
         if code is None:
             self.stop(running)
         return code, running.log()
+
+    def audit(
+        self, ledger_dir: Path, report_dir: Path, timeout: float = 600.0
+    ) -> subprocess.CompletedProcess[str]:
+        """``fedmer audit`` of a run's ledgers, as the privacy officer runs it: against
+        this deployment's signed key registry, pinned by the operator's public key."""
+        operator = json.loads(self.registry_path.read_text())["signed_by"]
+        return subprocess.run(
+            [sys.executable, "-m", "fedmer.cli", "audit", str(ledger_dir), "--registry",
+             str(self.registry_path), "--operator-key", operator, "--report", str(report_dir)],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
 
     def logs_text(self) -> str:
         """Every log, for a failing test's message."""

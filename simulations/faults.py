@@ -108,8 +108,7 @@ def _sign_what_is_sent(reply: Message, arrays: ArrayRecord, context: Context) ->
     entry = decode_entry(line)
     if not entry["update_hash"]:
         return
-    cfg = RunConfig.from_flower(context.run_config)
-    state = Path(device_node_config(dict(context.node_config), cfg.simulation_dir).state_dir)
+    state = _state_dir(context)
     entry["update_hash"] = arrays_digest({k: v.numpy() for k, v in arrays.items()})
     signed = encode_entry(sign_entry(entry, load_or_create_key(state / KEY_FILE)))
     ledger = state / LEDGER_FILE
@@ -132,22 +131,33 @@ class DropOut:
         return call_next(message, context)
 
 
+def _state_dir(context: Context) -> Path:
+    """The simulated device's state directory, from its node config."""
+    cfg = RunConfig.from_flower(context.run_config)
+    return Path(device_node_config(dict(context.node_config), cfg.simulation_dir).state_dir)
+
+
+def _is_train_of(message: Message, context: Context, device_id: str, server_round: int) -> bool:
+    """Is ``message`` the train instruction of ``server_round`` to ``device_id``?"""
+    return (
+        simulated_device_id(context) == device_id
+        and message.metadata.message_type.startswith("train")
+        and server_round_of(message.content) == server_round
+    )
+
+
 @dataclass(frozen=True)
 class LoseState:
     """A mod: before its train message of ``at_round``, the device's ledger is lost."""
 
     device_id: str
-    state_dir: Path
     at_round: int
 
     def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        if (
-            simulated_device_id(context) == self.device_id
-            and message.metadata.message_type.startswith("train")
-            and server_round_of(message.content) == self.at_round
-        ):
+        if _is_train_of(message, context, self.device_id, self.at_round):
+            state = _state_dir(context)
             for name in (LEDGER_FILE, RECEIPTS_FILE, COORDINATOR_KEY_FILE):
-                (Path(self.state_dir) / name).unlink(missing_ok=True)
+                (state / name).unlink(missing_ok=True)
         return call_next(message, context)
 
 
@@ -161,11 +171,7 @@ class LoseReply:
 
     def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
         reply = call_next(message, context)
-        if (
-            simulated_device_id(context) == self.device_id
-            and message.metadata.message_type.startswith("train")
-            and server_round_of(message.content) == self.at_round
-        ):
+        if _is_train_of(message, context, self.device_id, self.at_round):
             raise RuntimeError(
                 f"device {self.device_id}: reply of round {self.at_round} lost (injected fault)"
             )

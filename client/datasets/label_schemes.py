@@ -149,8 +149,8 @@ def scheme_classes(scheme: str, dataset: str | None = None) -> tuple[str, ...]:
     raise ValueError(f"unknown label scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
 
 
-def _left_out(record: ClipRecord, scheme: str) -> SkippedClip | None:
-    """Why `scheme` leaves `record` out, or None when it keeps it."""
+def _scheme_label(record: ClipRecord, scheme: str) -> str | SkippedClip:
+    """`record`'s label under `scheme`, or why the scheme leaves it out."""
     classes = NATIVE_CLASSES.get(record.dataset)
     if classes is not None and native_label(record.dataset, record.label) is None:
         return SkippedClip(
@@ -165,14 +165,15 @@ def _left_out(record: ClipRecord, scheme: str) -> SkippedClip | None:
             f"clip {record.clip_id!r}: on MEGC2019's list of clips left out of the composite",
             "megc2019_excluded",
         )
-    if map_label(record.dataset, record.label, scheme) is None:
+    label = map_label(record.dataset, record.label, scheme)
+    if label is None:
         return SkippedClip(
             record.clip_id,
             f"clip {record.clip_id!r}: label {record.label!r} is not part of the {scheme} scheme "
             f"for {record.dataset}",
             "label_not_in_scheme",
         )
-    return None
+    return label
 
 
 def apply_scheme(
@@ -184,13 +185,11 @@ def apply_scheme(
     kept: list[ClipRecord] = []
     dropped: list[SkippedClip] = []
     for record in records:
-        why = _left_out(record, scheme)
-        if why is not None:
-            dropped.append(why)
-            continue
-        label = map_label(record.dataset, record.label, scheme)
-        assert label is not None
-        kept.append(dataclasses.replace(record, label=label))
+        label = _scheme_label(record, scheme)
+        if isinstance(label, SkippedClip):
+            dropped.append(label)
+        else:
+            kept.append(dataclasses.replace(record, label=label))
     return kept, dropped
 
 

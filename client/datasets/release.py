@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from client.datasets.annotation_repair import repaired
+from client.datasets.annotation_repair import Repair, repaired
 from client.datasets.clip_record import ClipError, ClipRecord
 from client.datasets.frames import check_clip_frames
 from client.datasets.manifest import (
@@ -275,18 +275,13 @@ class SheetRelease(ReleaseReader):
             table.clips.append(record)
             where = f"{sheet_path.name} row {row.number}"
             table.repaired.extend(
-                RepairedRow(record.clip_id, f"{where}: {note}", category)
-                for category, note in notes
-            )
-            table.repaired.extend(
-                RepairedRow(record.clip_id, f"{where}: {r.note}", r.category) for r in repairs
+                RepairedRow(record.clip_id, f"{where}: {r.note}", r.category)
+                for r in [*notes, *repairs]
             )
         return table
 
-    def row_record(
-        self, frames_root: Path, row: SheetRow
-    ) -> tuple[ClipRecord, list[tuple[str, str]]]:
-        """The row's record, and (category, note) for what was read other than as written."""
+    def row_record(self, frames_root: Path, row: SheetRow) -> tuple[ClipRecord, list[Repair]]:
+        """The row's record, and what was read other than as written."""
         values = row.values
         problem = expression_type_problem(values.get("expression_type", ""))
         if problem is not None:
@@ -297,18 +292,20 @@ class SheetRelease(ReleaseReader):
         onset = parse_frame_number("onset", values["onset"])
         offset = parse_frame_number("offset", values["offset"])
         apex_text = values.get("apex", "").strip()
-        notes: list[tuple[str, str]] = []
+        notes: list[Repair] = []
         apex: int | None = None
         if apex_text in UNLABELLED_APEX:
             if apex_text:
                 notes.append(
-                    ("spotted_apex", f"apex {apex_text!r} read as unlabelled: it will be spotted")
+                    Repair(
+                        "spotted_apex", f"apex {apex_text!r} read as unlabelled: it will be spotted"
+                    )
                 )
         else:
             apex = parse_frame_number("apex", apex_text)
         where = self.locate(frames_root, values)
         if where.note:
-            notes.append(("frames_elsewhere", where.note))
+            notes.append(Repair("frames_elsewhere", where.note))
         name = values["filename"] + (f"/{onset}" if self.events_share_folder else "")
         record = self.record(
             where.subject,

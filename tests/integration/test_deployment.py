@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,12 +172,7 @@ def test_full_federated_run_over_tls_with_node_auth(federation, device_data, tmp
     # A privacy officer's audit of the real-process run: every entry signed by the key the
     # operator registered for its device, every chain ending at the head the
     # coordinator receipted in its signed manifest.
-    operator = json.loads(dep.registry_path.read_text())["signed_by"]
-    audit = subprocess.run(
-        [sys.executable, "-m", "fedmer.cli", "audit", str(out / "ledger"), "--registry",
-         str(dep.registry_path), "--operator-key", operator, "--report", str(tmp_path / "a")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    audit = dep.audit(out / "ledger", tmp_path / "a", timeout=300)
     assert audit.returncode == 0, audit.stdout[-4000:]
     manifest = json.loads((out / "ledger" / "manifest.json").read_text())
     assert [r["round"] for r in manifest["rounds"]] == [1, 2]

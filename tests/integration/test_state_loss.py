@@ -34,9 +34,7 @@ def lost_run(tmp_path_factory):
     fed = small_federation(tmp_path_factory, mp, "state-loss", rounds=4)
     victim = fed.first_trainer
     state_dir = Path(fed.nodes[victim].state_dir)
-    run_federation(
-        fed.cfg, fed.devices, transport="in-process", extra_mods=[LoseState(victim, state_dir, 3)]
-    )
+    run_federation(fed.cfg, fed.devices, transport="in-process", extra_mods=[LoseState(victim, 3)])
     mp.undo()
     return fed.out, victim, state_dir, fed.trainers
 
