@@ -92,6 +92,10 @@ def test_rerun_resumes_from_the_cache(prepared, casme2_root, capsys):
     )
     printed = capsys.readouterr().out
     assert "24 clip(s) ready (19 from cache, 5 computed), 0 skipped" in printed
+    # The rows read from the sheet, against the rows it holds, printed and kept.
+    (sheet_rows,) = json.loads((out / "prepare.json").read_text())["sheet_rows"]
+    assert sheet_rows["read"] == sheet_rows["present"] == 24
+    assert f"{Path(sheet_rows['sheet']).name}: 24 of 24 row(s) read" in printed
 
 
 def test_native_scheme_and_errors(casme2_root, tmp_path, capsys):

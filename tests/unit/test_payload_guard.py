@@ -86,6 +86,24 @@ def test_a_signed_ledger_entry_may_leave_but_not_a_lookalike(global_arrays, tmp_
         )
 
 
+def test_resent_entries_may_precede_the_entry_but_only_entries_and_only_so_many(
+    global_arrays, tmp_path
+):
+    from common.payload_guard import MAX_UNRECEIVED_ENTRIES
+    from tests.ledger_fixtures import signed_entry_line
+
+    line = signed_entry_line(tmp_path)
+
+    def send(value: str) -> None:
+        check_outgoing(RecordDict({"info": ConfigRecord({"ledger-entry": value})}), global_arrays)
+
+    send("\n".join([line] * (1 + MAX_UNRECEIVED_ENTRIES)))
+    with pytest.raises(PayloadViolation, match="at most 9 ledger entries may leave"):
+        send("\n".join([line] * (2 + MAX_UNRECEIVED_ENTRIES)))
+    with pytest.raises(PayloadViolation, match="not a ledger entry"):
+        send("\n".join(["face pixels 12 34 56", line]))
+
+
 def test_the_secagg_fit_reply_is_checked_against_the_received_model(tmp_path):
     import numpy as np
     from flwr.common import ndarrays_to_parameters

@@ -13,6 +13,7 @@ from client.datasets.label_schemes import apply_scheme
 from client.datasets.manifest import ManifestError
 from client.datasets.registry import detect_kind, read_dataset
 from client.datasets.smic import SmicReader
+from client.datasets.spreadsheet import SpreadsheetError
 from tests.dataset_fixtures import CASME2_HEADER, FOURDME_HEADER, write_frames, write_xlsx
 
 CASME3_V2_HEADER = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class",
@@ -134,6 +135,25 @@ def test_a_stale_dimension_record_loses_no_row(tmp_path):
     table = Casme2Reader().read(tmp_path)
     assert len(table.clips) == 20
     assert [str(c) for c in table.row_counts] == [f"{sheet.name}: 20 of 20 row(s) read"]
+
+
+def test_the_row_count_check_catches_rows_the_reader_lost(tmp_path, monkeypatch):
+    """The fault the dimension fix prevents, put back: the count check must still name it."""
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+    for n in range(1, 21):
+        write_frames(tmp_path / "CASME2_RAW_selected" / f"sub{n:02d}" / "EP01_01", range(1, 6))
+    rows = [(n, "EP01_01", 1, 3, 5, "", "happiness") for n in range(1, 21)]
+    sheet = write_xlsx(tmp_path / "CASME2-coding-1.xlsx", CASME2_HEADER, rows)
+    _with_stale_dimension(sheet, "A1:G3")
+    monkeypatch.setattr(ReadOnlyWorksheet, "reset_dimensions", lambda self: None)
+    with pytest.raises(SpreadsheetError) as caught:
+        Casme2Reader().read(tmp_path)
+    assert str(sheet) in str(caught.value)
+    assert (
+        "read 3 rows holding values, but the worksheet holds 21 (rows 4, 5, 6, 7, 8 not read)"
+        in str(caught.value)
+    )
 
 
 def test_unknown_native_labels_are_named_not_made_a_class(tmp_path):
