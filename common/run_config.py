@@ -196,13 +196,6 @@ class RunConfig:
             raise ValueError(
                 f"run config client-sampling-rate={self.client_sampling_rate} must be in [0, 1]"
             )
-        if self.secagg and 0 < self.client_sampling_rate < 1:
-            # dp-accounting has no Poisson-subsampled Skellam mechanism, so the
-            # amplification could not be accounted (nor audited).
-            raise ValueError(
-                "run config client-sampling-rate < 1 is not supported with secagg: "
-                "the amplification of subsampled Skellam noise is not accounted"
-            )
         if self.server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(
                 f"run config server-optimizer={self.server_optimizer!r} must be one of "

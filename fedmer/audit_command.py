@@ -118,11 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {exc}")
         return 1
     audits = [audit_chain(p, rtol, registry, max_delta) for p in paths]
-    # Only the operator's signed registry can say a device is one person's.
-    single = frozenset(
-        d for d, e in (registry.devices.items() if registry else ()) if e.single_person
-    )
-    people = person_levels(audits, single)
+    people = person_levels(audits)
     if people:
         from common.privacy.person_level import narrowest
 
@@ -137,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     run_failures = manifest_problems(manifest, root, paths) if manifest is not None else []
     gaps += missing_inputs(registry, manifest)
-    report = write_report(
-        audits, args.report, args.clips_per_subject, rtol, run_failures, gaps, single
-    )
+    report = write_report(audits, args.report, args.clips_per_subject, rtol, run_failures, gaps)
     failures = [f for a in audits for f in a.failures] + run_failures
     for failure in failures:
         print(f"FAILED {failure}")

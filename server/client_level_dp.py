@@ -76,7 +76,7 @@ class ClientLevelDP:
         )
         if cfg.client_target_epsilon > 0 and secagg is not None:
             self.noise_multiplier = calibrate_skellam_noise(
-                cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self._share_at
+                cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self._share_at, self.q
             )
         elif cfg.client_target_epsilon > 0:
             self.noise_multiplier = calibrate_client_noise(
@@ -132,7 +132,7 @@ class ClientLevelDP:
             spent = self.accountant.epsilon()
         elif self.skellam is not None:
             share = self._share_at(self.noise_multiplier)
-            if not self.skellam.would_exceed(share.release(share.threshold)):
+            if not self.skellam.would_exceed(share.release(share.threshold, self.q)):
                 return
             spent = self.skellam.epsilon()
         else:
@@ -189,6 +189,10 @@ class ClientLevelDP:
                     "client-level noise under SecAgg+ must come from the devices; "
                     "the server never adds it to an unmasked sum"
                 )
+        elif self.sampled:
+            # Who was sampled, and so how many shares are in the sum, is the
+            # coordinator's secret: the release is the least noisy SecAgg+ unmasks.
+            self._record_skellam(share.release(share.threshold, self.q), share, n, server_round)
         else:
             self._record_skellam(share.release(n), share, n, server_round)
         return self._step(current, [np.asarray(s, np.float64) / self.denominator for s in summed])
@@ -204,7 +208,7 @@ class ClientLevelDP:
             RELEASE_MECHANISM,
             sigma,
             epsilon,
-            "skellam-rdp (Agarwal et al. 2021, Thm 3.5)",
+            release.parameters(),
             f"{n} devices each added Skellam variance {share.variance:.6g} "
             f"(lattice scale {share.scale:g}, L2 {release.l2_sensitivity:.6g}, "
             f"L1 {release.l1_sensitivity:.6g}, truncation {release.truncation:.3g}); "
@@ -271,7 +275,7 @@ class ClientLevelDP:
             "release_sigmas": list(self.release_sigmas),
             "server_optimizer": self.optimizer.state_dict(),
             "skellam_releases": [
-                [r.variance, r.l2_sensitivity, r.l1_sensitivity, r.truncation]
+                [r.variance, r.l2_sensitivity, r.l1_sensitivity, r.truncation, r.q]
                 for r in (self.skellam.history if self.skellam else [])
             ],
         }

@@ -48,7 +48,7 @@ from server.entry_binding import binding_problem
 from server.held_out_evaluation import held_out_metrics
 from server.privacy_ledger import ServerLedger
 from server.privacy_tracker import PrivacyTracker
-from server.secagg_round import SecAggSettings, secure_round
+from server.secagg_round import SECAGG_MIN_DEVICES, SecAggSettings, secure_round
 from server.update_validation import ValidationPolicy, array_map, screen_updates
 
 log = logging.getLogger(__name__)
@@ -277,21 +277,33 @@ def _secure_train_round(
 ) -> RoundOutcome:
     assert privacy.secagg is not None
     server_round = turn.round
+    outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
+    sampled = privacy.client_dp.sample(census.nodes_with_role("train"))
+    if len(sampled) < SECAGG_MIN_DEVICES:
+        # Nothing is unmasked, so nothing is released or accounted; the sample
+        # is the coordinator's own randomness, so skipping reveals no data.
+        log.warning(
+            "round %d: %d device(s) sampled, SecAgg+ needs %d; nothing released this round",
+            server_round,
+            len(sampled),
+            SECAGG_MIN_DEVICES,
+        )
+        return outcome
     result = secure_round(
         grid,
         privacy.context,
         arrays.to_numpy_ndarrays(),
-        census.nodes_with_role("train"),
+        sampled,
         server_round,
         privacy.secagg,
         privacy.client_dp.noise_multiplier,
         turn.nonce,
     )
-    outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     for node_id in result.dropped:
         device = census.device_id(node_id)
-        outcome.failed[device] = "dropped out of the SecAgg+ round"
-        log.warning("round %d: device %s dropped out of SecAgg+", server_round, device)
+        reason = result.reasons.get(node_id, "")
+        outcome.failed[device] = f"dropped out of the SecAgg+ round: {reason}"
+        log.warning("round %d: device %s dropped out of SecAgg+: %s", server_round, device, reason)
     for node_id, values in sorted(result.metrics.items()):
         device = census.device_id(node_id)
         try:

@@ -74,3 +74,24 @@ class PromptGrid(GridView):
                 break
             time.sleep(REPLY_POLL_SECONDS)
         return replies
+
+
+class ErrorRecordingGrid(GridView):
+    """Forwards to ``grid`` and keeps, per node, the last error reply it saw.
+
+    Flower's SecAgg+ workflow drops a device whose reply is an error without
+    saying which device or why; this view keeps the reason for the report.
+    """
+
+    def __init__(self, grid: Grid) -> None:
+        super().__init__(grid)
+        self.errors: dict[int, str] = {}
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            if reply.has_error():
+                self.errors[reply.metadata.src_node_id] = reply.error.reason or "error reply"
+        return replies

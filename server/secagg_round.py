@@ -51,6 +51,10 @@ from common.privacy.distributed_noise import (
     lattice_clipping_range,
 )
 from common.wire import CLIENT_NOISE_MULTIPLIER, ROUND_NONCE
+from server.grid_view import ErrorRecordingGrid
+
+# Shamir sharing among the round's devices needs at least three of them.
+SECAGG_MIN_DEVICES = 3
 
 
 @dataclass
@@ -60,6 +64,7 @@ class SecureRoundResult:
     mean_update: list[np.ndarray] | None  # None when the round could not complete
     metrics: dict[int, dict[str, Scalar]] = field(default_factory=dict)  # by node id
     dropped: list[int] = field(default_factory=list)
+    reasons: dict[int, str] = field(default_factory=dict)  # by node id, for dropped devices
     share: SkellamShare | None = None  # each device's noise share, when z > 0
 
     @property
@@ -149,7 +154,7 @@ def secure_round(
     With ``noise_multiplier`` > 0 the devices add the noise; the result's
     ``share`` says how much each added.
     """
-    if len(node_ids) < 3:
+    if len(node_ids) < SECAGG_MIN_DEVICES:
         raise ValueError(
             f"SecAgg+ needs at least 3 training devices (Shamir shares among them), got {len(node_ids)}"
         )
@@ -178,6 +183,7 @@ def secure_round(
     num_shares, threshold = settings.for_devices(len(node_ids))
     dimension = sum(int(a.size) for a in global_arrays)
     share = settings.noise_share(len(node_ids), noise_multiplier, dimension)
+    recording = ErrorRecordingGrid(grid)
     SecAggPlusWorkflow(
         num_shares=num_shares,
         reconstruction_threshold=threshold,
@@ -185,8 +191,11 @@ def secure_round(
         quantization_range=share.quantization_range if share else QUANTIZATION_RANGE,
         max_weight=1.0,
         timeout=settings.timeout,
-    )(grid, legacy)
+    )(recording, legacy)
     result = strategy.result
     result.share = share
     result.dropped = sorted(set(node_ids) - set(result.metrics))
+    result.reasons = {
+        n: recording.errors.get(n, "no reply within the SecAgg+ timeout") for n in result.dropped
+    }
     return result

@@ -11,7 +11,6 @@ client-level budget would be exceeded the run stops cleanly
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
-from common.privacy.person_level import client_level_epsilon, person_level, with_client_level
+from common.privacy.person_level import client_level, person_level, trained, with_client_level
 from common.run_config import RunConfig
 from server.census import Census, take_census, wait_for_nodes
 from server.checkpoint import (
@@ -108,7 +107,7 @@ def main(grid: Grid, context: Context) -> None:
     )
 
     def on_round(outcome: RoundOutcome, latest: Census) -> None:
-        results.person_level = _people(ledger, latest, cfg.delta, client_dp.sampled)
+        results.person_level = _people(ledger, latest, cfg.delta)
         entry = outcome.as_entry()
         entry["person_epsilon"] = worst_person_epsilon(results.person_level)
         results.add_round(entry)
@@ -173,26 +172,23 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-def _people(
-    ledger: ServerLedger, census: Census, delta: float, sampled: bool
-) -> dict[str, dict[str, Any]]:
+def _people(ledger: ServerLedger, census: Census, delta: float) -> dict[str, dict[str, Any]]:
     """Each device's person-level guarantee, recomputed from the signed entries.
 
-    A device that sent none (never sampled) has spent nothing: ε 0.
-
-    A training device its operator declared single-person also counts the
-    coordinator's client-level releases (see :mod:`common.privacy.person_level`).
+    A device that sent none (never sampled) has spent nothing: ε 0. A device
+    that trains also counts the coordinator's client-level releases, which
+    protect all its subjects (see :mod:`common.privacy.person_level`).
     """
-    single = {d.device_id for d in census.devices.values() if d.single_person and d.role == "train"}
-    client = client_level_epsilon(ledger.chain.entries(), delta) if single else math.inf
+    client = client_level(ledger.chain.entries(), delta)
     kept = ledger.device_entries()
     # Every device answers for its people, also one never sampled (it spent nothing).
     devices = sorted({*kept, *(d.device_id for d in census.devices.values())})
+    trains = {d.device_id for d in census.devices.values() if d.role == "train"}
     people = {}
     for device in devices:
         own = person_level(kept.get(device, []), delta)
-        if device in single:
-            own = with_client_level(own, client, sampled)
+        if device in trains or trained(kept.get(device, [])):
+            own = with_client_level(own, client)
         people[device] = own.as_dict()
     return people
 

@@ -17,6 +17,7 @@ pickles; the ServerApp still runs here, one loop for every transport.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import queue
 import secrets
@@ -107,7 +108,10 @@ class InProcessGrid(Grid):
 
     def _deliver(self, message: Message) -> Message:
         # One message, in this process (a seam tests use to watch replies).
-        return deliver(self.client_app, self._contexts, message)
+        # Each device gets its own copy, as it would over the wire: Flower's
+        # workflows send one content object to many devices (SecAgg+'s set-up
+        # does), and a device's mod pops keys from what it receives.
+        return deliver(self.client_app, self._contexts, copy.deepcopy(message))
 
     def close(self) -> None:
         """Stop the worker processes, if any."""

@@ -11,10 +11,12 @@ from common.privacy.group_privacy import subject_level
 from common.privacy.ledger import history_of
 from common.privacy.ledger_audit import ChainAudit
 from common.privacy.person_level import (
+    CLIENT_LEVEL_MECHANISMS,
     PersonLevel,
-    client_level_epsilon,
+    client_level,
     narrowest,
     person_level,
+    trained,
     with_client_level,
 )
 from common.privacy.report_page import markdown_page
@@ -35,7 +37,8 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
     for mechanism, label in (
         ("dp-sgd", "sample-level (worst device)"),
         ("dp-sgd-subject", "person-level, user-level DP-SGD (worst device)"),
-        ("dp-fedavg", "client-level"),
+        ("dp-fedavg", "client-level, central noise"),
+        ("dp-fedavg-skellam", "client-level, distributed noise"),
     ):
         chains = [a for a in audits if a.mechanism() == mechanism]
         if chains:
@@ -47,25 +50,22 @@ def budget_lines(audits: Sequence[ChainAudit]) -> list[str]:
     return lines
 
 
-def person_levels(
-    audits: Sequence[ChainAudit], single_person: frozenset[str] = frozenset()
-) -> dict[str, PersonLevel]:
+def person_levels(audits: Sequence[ChainAudit]) -> dict[str, PersonLevel]:
     """Each device chain's person-level (ε, δ), recomputed from its entries' (σ, q, steps).
 
-    A device the operator's signed registry declares ``single_person`` also
-    counts the coordinator's client-level releases, from the server chain.
+    A device whose chain trained also counts the coordinator's client-level
+    releases, from the server chain: they protect every subject of a device.
     """
-    server = [c.entry for a in audits if a.mechanism() == "dp-fedavg" for c in a.checks]
+    server = [c.entry for a in audits if a.mechanism() in CLIENT_LEVEL_MECHANISMS for c in a.checks]
     people = {}
     for audit in audits:
-        if not audit.checks or audit.mechanism() == "dp-fedavg":
+        if not audit.checks or audit.mechanism() in CLIENT_LEVEL_MECHANISMS:
             continue
         entries = [c.entry for c in audit.checks]
         delta = float(entries[-1]["delta"])
         own = person_level(entries, delta)
-        if str(entries[-1]["device_id"]) in single_person and server:
-            sampled = any(float(e["q"]) < 1 for e in server)
-            own = with_client_level(own, client_level_epsilon(server, delta), sampled)
+        if trained(entries):
+            own = with_client_level(own, client_level(server, delta))
         people[audit.path.name] = own
     return people
 
@@ -95,7 +95,6 @@ def write_report(
     rtol: float,
     run_failures: Sequence[str] = (),
     gaps: Sequence[str] = (),
-    single_person: frozenset[str] = frozenset(),
 ) -> Path:
     """The Markdown report (and the same as a self-contained HTML page); ``run_failures`` are what the run manifest contradicts,
     ``gaps`` what could not be checked for lack of a registry or manifest."""
@@ -104,7 +103,7 @@ def write_report(
     verdict = "FAILED" if failed else "all ledgers verified"
     if gaps and not failed:
         verdict += ", but not everything could be checked (below)"
-    people = person_levels(audits, single_person)
+    people = person_levels(audits)
     md = [
         "# fedmer privacy audit",
         "",

@@ -37,7 +37,10 @@ subtracted from δ.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -45,9 +48,11 @@ import numpy as np
 from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
 
 from common.privacy.calibration import smallest_noise_multiplier
+from common.privacy.subsampled_rdp import poisson_subsampled_rdp
 
 MECHANISM = "skellam-share"  # the device's mechanism name (node config allowed-mechanisms)
 RELEASE_MECHANISM = "dp-fedavg-skellam"  # the server's release entries
+RELEASE_ACCOUNTANT = "skellam-rdp (Agarwal et al. 2021, Thm 3.5)"
 TAIL_SIGMAS = 14.0
 # Flower's SecAgg+ defaults: 2^22 quantization levels summed modulo 2^32, so at
 # most 2^10 - 1 devices can be summed without wrapping around.
@@ -99,8 +104,8 @@ class SkellamShare:
         """The per-coordinate noise std of a sum of ``contributors`` shares, in model units."""
         return math.sqrt(contributors * self.variance) / self.scale
 
-    def release(self, contributors: int) -> SkellamRelease:
-        """The mechanism an unmasked sum of ``contributors`` shares is."""
+    def release(self, contributors: int, q: float = 1.0) -> SkellamRelease:
+        """The mechanism an unmasked sum of ``contributors`` shares is (devices sampled at q)."""
         if contributors < self.threshold:
             raise ValueError(
                 f"{contributors} contributors is below the SecAgg+ threshold {self.threshold}: "
@@ -111,6 +116,7 @@ class SkellamShare:
             l2_sensitivity=self.l2_sensitivity,
             l1_sensitivity=self.l1_sensitivity,
             truncation=self.truncation_probability(contributors),
+            q=q,
         )
 
     def truncation_probability(self, devices: int) -> float:
@@ -137,6 +143,7 @@ class SkellamRelease:
     l2_sensitivity: float
     l1_sensitivity: float
     truncation: float = 0.0  # added to δ
+    q: float = 1.0  # Poisson rate of devices (amplification against who does not know the sample)
 
     @property
     def effective_noise_multiplier(self) -> float:
@@ -148,12 +155,46 @@ class SkellamRelease:
 
         ε(α) <= α Δ2² / (2μ) + min(((2α - 1) Δ2² + 6 Δ1) / (4μ²), 3 Δ1 / (2μ)),
         μ the variance of the Skellam noise, Δ1, Δ2 the L1, L2 sensitivities.
+        With q < 1 the devices were Poisson-sampled, and Zhu & Wang's general
+        bound (:mod:`common.privacy.subsampled_rdp`) amplifies it.
         """
         a = np.asarray(orders, dtype=np.float64)
+        if self.q < 1:
+            every = self.unsampled().rdp(range(2, int(a.max()) + 1))
+            return poisson_subsampled_rdp(every, self.q)[a.astype(int) - 2]
         mu, d1, d2 = self.variance, self.l1_sensitivity, self.l2_sensitivity
         gaussian = a * d2**2 / (2.0 * mu)
         correction = np.minimum(((2 * a - 1) * d2**2 + 6 * d1) / (4 * mu**2), 3 * d1 / (2 * mu))
         return np.asarray(gaussian + correction)
+
+    def unsampled(self) -> SkellamRelease:
+        """The same release without the sampling: what holds against whoever drew the sample."""
+        return dataclasses.replace(self, q=1.0)
+
+    def parameters(self) -> str:
+        """The release's parameters as its signed ledger entry carries them (for the audit)."""
+        return (
+            f"{RELEASE_ACCOUNTANT}; variance={self.variance!r} l2={self.l2_sensitivity!r} "
+            f"l1={self.l1_sensitivity!r} truncation={self.truncation!r} q={self.q!r}"
+        )
+
+    @classmethod
+    def from_parameters(cls, accountant: str) -> SkellamRelease:
+        """The release a ledger entry's ``accountant`` field describes (see :meth:`parameters`)."""
+        fields = dict(re.findall(r"(\w+)=(\S+)", accountant))
+        try:
+            return cls(
+                variance=float(fields["variance"]),
+                l2_sensitivity=float(fields["l2"]),
+                l1_sensitivity=float(fields["l1"]),
+                truncation=float(fields["truncation"]),
+                q=float(fields.get("q", 1.0)),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"a {RELEASE_MECHANISM} entry's accountant field must carry variance, l2, l1 "
+                f"and truncation; {accountant!r} does not ({exc})"
+            ) from None
 
 
 def skellam_epsilon(releases: Sequence[SkellamRelease], delta: float) -> float:
@@ -163,7 +204,8 @@ def skellam_epsilon(releases: Sequence[SkellamRelease], delta: float) -> float:
     remaining = delta - sum(r.truncation for r in releases)
     if remaining <= 0:
         return math.inf
-    rdp = np.sum([r.rdp() for r in releases], axis=0)
+    # Rounds at one noise level are one release repeated: its RDP is computed once.
+    rdp = np.sum([r.rdp() * n for r, n in Counter(releases).items()], axis=0)
     epsilon, _ = compute_epsilon(RDP_ORDERS, rdp, remaining)
     return float(epsilon)
 
@@ -209,7 +251,11 @@ class SkellamAccountant:
 
 
 def calibrate_skellam_noise(
-    target_epsilon: float, delta: float, rounds: int, share_for: Callable[[float], SkellamShare]
+    target_epsilon: float,
+    delta: float,
+    rounds: int,
+    share_for: Callable[[float], SkellamShare],
+    q: float = 1.0,
 ) -> float:
     """Smallest z (to 1e-3) whose ``rounds`` releases at the threshold stay within the target.
 
@@ -221,6 +267,6 @@ def calibrate_skellam_noise(
 
     def eps(z: float) -> float:
         share = share_for(z)
-        return skellam_epsilon([share.release(share.threshold)] * rounds, delta)
+        return skellam_epsilon([share.release(share.threshold, q)] * rounds, delta)
 
     return smallest_noise_multiplier(eps, target_epsilon)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -307,15 +308,22 @@ def _inspected_run(cohort: Path, run_dir: Path, secagg: bool) -> _Inspector:
 def test_every_message_a_device_sends_fits_the_documented_schema(cohort, tmp_path, secagg):
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-    from common.wire import parse_reply
+    from common.wire import LegacyTrainReply, parse_reply
 
     inspector = _inspected_run(cohort, tmp_path / "run", secagg)
     kinds: dict[str, int] = {}
     for message_type, content in inspector.replies:
         if RECORD_KEY_CONFIGS in content.config_records:
-            # A SecAgg+ protocol stage: key material and masked vectors only.
-            assert set(content.keys()) == {RECORD_KEY_CONFIGS}
+            # A SecAgg+ protocol stage: key material and masked vectors, and in the
+            # masked-vector stage the fit result too, its arrays emptied by the mod.
             kinds["secagg-stage"] = kinds.get("secagg-stage", 0) + 1
+            if set(content.keys()) == {RECORD_KEY_CONFIGS}:
+                continue
+            assert all(len(record) == 0 for record in content.array_records.values())
+            result = copy.deepcopy(content)
+            del result.config_records[RECORD_KEY_CONFIGS]
+            LegacyTrainReply.check_record(result)  # raises on anything undeclared
+            kinds["secagg-masked-vectors"] = kinds.get("secagg-masked-vectors", 0) + 1
             continue
         parsed = parse_reply(message_type, content, 3)  # raises on anything undeclared
         kinds[type(parsed).__name__] = kinds.get(type(parsed).__name__, 0) + 1
@@ -324,7 +332,8 @@ def test_every_message_a_device_sends_fits_the_documented_schema(cohort, tmp_pat
     assert kinds.get("CensusReply", 0) >= 4
     assert kinds.get("EvaluateReply", 0) == ROUNDS  # one held-out device, every round
     if secagg:
-        assert kinds.get("secagg-stage", 0) > 0
+        # Every round reaches the masked vectors of its 3 training devices.
+        assert kinds.get("secagg-masked-vectors", 0) == 3 * ROUNDS, kinds
     else:
         assert kinds.get("TrainReply", 0) == 3 * ROUNDS
 

@@ -17,9 +17,7 @@ from tests.independent_accountant import ledger_rdp_epsilon
 TARGET, RATE = 6.0, 0.5
 
 
-@pytest.fixture(scope="module")
-def cross_device_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cross-device")
+def _simulate(root, *extra: str):
     env = dict(os.environ, FEDMER_CACHE=str(root / "cache"))
     out = root / "run"
     proc = subprocess.run(
@@ -28,12 +26,17 @@ def cross_device_run(tmp_path_factory):
          "--cohort-clips-per-class", "2", "--num-server-rounds", "3", "--no-dp-sgd",
          "--learning-rate", "0.05", "--client-target-epsilon", str(TARGET),
          "--client-sampling-rate", str(RATE), "--evaluation-epsilon", str(TARGET),
-         "--server-optimizer", "momentum",
-         "--server-learning-rate", "0.5", "--pretrain-subjects", "0", "--out-dir", str(out)],
+         "--server-optimizer", "momentum", "--server-learning-rate", "0.5",
+         "--pretrain-subjects", "0", "--out-dir", str(out), *extra],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cross_device_run(tmp_path_factory):
+    return _simulate(tmp_path_factory.mktemp("cross-device"))
 
 
 def _releases(out):
@@ -106,25 +109,85 @@ def test_a_device_declared_single_person_with_several_subjects_refuses(tmp_path)
     assert state.ledger.entries()[-1]["event"] == "refused"
 
 
-def test_the_auditor_counts_client_level_only_for_devices_the_registry_declares(cross_device_run):
-    """From the ledgers and the operator-signed registry alone, without trusting results.json."""
+def test_the_auditor_counts_client_level_for_every_device_that_trained(cross_device_run):
+    """From the ledgers and the operator-signed registry alone, without trusting results.json.
+
+    The coordinator's releases protect each training device's whole
+    participation, so every subject on it; a held-out device, which sends no
+    update, keeps its own ledger's figure; without the server chain the
+    devices' plain updates protect no one.
+    """
     from common.privacy.audit_report import person_levels
     from common.privacy.key_registry import KeyRegistry
     from common.privacy.ledger_audit import audit_chain
 
     out, results = cross_device_run
     registry = KeyRegistry.read(out / "registry.json")
-    phones = frozenset(d for d, e in registry.devices.items() if e.single_person)
-    trained = {d for d, role in results["devices"].items() if role == "train"}
-    assert phones == trained  # held-out device (3 subjects) is not declared
     audits = [audit_chain(p, registry=registry) for p in sorted((out / "ledger").rglob("*.jsonl"))]
     assert all(a.ok for a in audits), [a.failures for a in audits]
     expected = ledger_rdp_epsilon(_releases(out), 1e-5)
-    declared = person_levels(audits, phones)
+    people = person_levels(audits)
     took_part = {d for r in results["rounds"] for d in r["trained"]}
     for device in took_part:
-        assert declared[f"{device}.jsonl"].epsilon == pytest.approx(expected, abs=1e-3)
-        assert declared[f"{device}.jsonl"].against_coordinator == float("inf")
-    # Without the operator's declaration the devices' plain updates protect no one.
-    undeclared = person_levels(audits)
-    assert all(undeclared[f"{d}.jsonl"].epsilon == float("inf") for d in took_part)
+        assert people[f"{device}.jsonl"].epsilon == pytest.approx(expected, abs=1e-3)
+        assert people[f"{device}.jsonl"].against_coordinator == float("inf")
+    heldout = [d for d, role in results["devices"].items() if role == "heldout"]
+    assert heldout
+    for device in heldout:
+        assert "dp-fedavg" not in people[f"{device}.jsonl"].mechanisms
+        assert people[f"{device}.jsonl"].epsilon == pytest.approx(TARGET, abs=1e-3)
+    devices_only = [a for a in audits if a.path.name != "server.jsonl"]
+    assert all(person_levels(devices_only)[f"{d}.jsonl"].epsilon == float("inf") for d in took_part)
+
+
+@pytest.fixture(scope="module")
+def secagg_sampled_run(tmp_path_factory):
+    return _simulate(
+        tmp_path_factory.mktemp("cross-device-secagg"),
+        *("--secagg", "--secagg-num-shares", "3", "--secagg-reconstruction-threshold", "2"),
+    )
+
+
+def test_sampled_devices_under_secagg_keep_a_finite_epsilon_against_the_coordinator(
+    secagg_sampled_run,
+):
+    """Distributed noise with Poisson device sampling: the amplified figure holds against
+    those who see only the models; against the coordinator, which draws the sample but
+    unmasks only the noised sum, the same releases without amplification."""
+    from common.privacy.audit_report import person_levels
+    from common.privacy.distributed_noise import SkellamRelease, skellam_epsilon
+    from common.privacy.key_registry import KeyRegistry
+    from common.privacy.ledger_audit import audit_chain
+
+    out, results = secagg_sampled_run
+    releases = _releases(out)
+    # A round that sampled fewer than SecAgg+'s 3 devices releases nothing.
+    assert 1 <= len(releases) <= 3
+    assert {(e["mechanism"], e["q"]) for e in releases} == {("dp-fedavg-skellam", RATE)}
+    parsed = [SkellamRelease.from_parameters(e["accountant"]) for e in releases]
+    amplified = skellam_epsilon(parsed, 1e-5)
+    unamplified = skellam_epsilon([r.unsampled() for r in parsed], 1e-5)
+    assert amplified <= TARGET + 1e-6 and unamplified > amplified + 0.5
+    # Never below what dp-accounting gives a Gaussian of the same σ and q.
+    assert amplified >= ledger_rdp_epsilon(releases, 1e-5) * (1 - 1e-9)
+    people = results["privacy"]["person_level"]
+    took_part = {d for r in results["rounds"] for d in r["trained"]}
+    assert took_part
+    for device in took_part:
+        assert people[device]["epsilon"] == pytest.approx(amplified, abs=1e-3)
+        assert people[device]["against_coordinator"] == pytest.approx(unamplified, abs=1e-3)
+    headline = results["privacy"]["headline"]
+    assert "not the coordinator" in headline["against"] and "SecAgg+" in headline["against"]
+    assert headline["against_coordinator_epsilon"] < float("inf")
+    asked = [len(r["trained"]) + len(r["declined"]) + len(r["failed"]) for r in results["rounds"]]
+    assert all(n <= 9 for n in asked) and sum(asked) < 27
+    # The auditor gets the same figures from the signed ledgers alone.
+    registry = KeyRegistry.read(out / "registry.json")
+    audits = [audit_chain(p, registry=registry) for p in sorted((out / "ledger").rglob("*.jsonl"))]
+    assert all(a.ok for a in audits), [a.failures for a in audits]
+    audited = person_levels(audits)
+    for device in took_part:
+        assert audited[f"{device}.jsonl"].epsilon == pytest.approx(amplified, abs=1e-3)
+        assert audited[f"{device}.jsonl"].against_coordinator == pytest.approx(
+            unamplified, abs=1e-3
+        )

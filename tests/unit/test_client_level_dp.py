@@ -125,8 +125,6 @@ def test_the_sample_is_poisson_and_a_round_nobody_answered_is_still_released(tmp
     assert dp.accountant.releases == 1
 
 
-def test_sampling_is_refused_with_secagg_whose_amplification_is_not_accounted():
-    with pytest.raises(ValueError, match="client-sampling-rate < 1 is not supported with secagg"):
-        RunConfig(secagg=True, client_sampling_rate=0.5)
+def test_the_sampling_rate_must_be_a_probability():
     with pytest.raises(ValueError, match=r"client-sampling-rate=1.5 must be in \[0, 1\]"):
         RunConfig(client_sampling_rate=1.5)

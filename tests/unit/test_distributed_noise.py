@@ -132,17 +132,20 @@ def test_the_device_refuses_a_share_below_its_policy():
     assert noise_share_refusal(strict, 1.0).code == "mechanism-not-allowed"
 
 
-def _secure_dp(tmp_path, rounds: int = 3, target: float = 4.0) -> ClientLevelDP:
+def _secure_dp(
+    tmp_path, rounds: int = 3, target: float = 4.0, q: float = 0.0, population: int = 5
+) -> ClientLevelDP:
     cfg = RunConfig(
         num_server_rounds=rounds,
         client_target_epsilon=target,
         client_clipping_norm=C,
+        client_sampling_rate=q,
         secagg=True,
         secagg_num_shares=5,
         secagg_reconstruction_threshold=THRESHOLD,
     )
     settings = SecAggSettings(5, THRESHOLD, C, 60.0)
-    return ClientLevelDP(cfg, 5, ServerLedger(tmp_path), settings, dimension=D)
+    return ClientLevelDP(cfg, population, ServerLedger(tmp_path), settings, dimension=D)
 
 
 def test_the_server_adds_no_noise_to_a_secure_sum_and_accounts_the_shares(tmp_path):
@@ -176,3 +179,67 @@ def test_the_budget_check_assumes_the_least_noisy_sum_and_a_resume_replays_relea
     assert resumed.noise_multiplier == dp.noise_multiplier
     assert resumed.skellam.epsilon() == pytest.approx(dp.skellam.epsilon(), rel=1e-12)
     assert isinstance(resumed.skellam.history[0], SkellamRelease)
+
+
+def _sampled_secure_dp(tmp_path, q: float = 0.25) -> ClientLevelDP:
+    return _secure_dp(tmp_path, q=q, population=40)
+
+
+def _rewrite(path, change):
+    """Re-sign nothing: an edited entry keeps its old signature (a forgery)."""
+    import json
+
+    lines = path.read_text().splitlines()
+    entry = json.loads(lines[-1])
+    change(entry)
+    lines[-1] = json.dumps(entry, separators=(",", ":"))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_sampled_devices_under_secagg_are_accounted_with_amplification_and_audited(tmp_path):
+    sampled = _sampled_secure_dp(tmp_path / "sampled")
+    every = _secure_dp(tmp_path / "every", rounds=3)
+    # Amplification lets far less noise meet the same target.
+    assert sampled.noise_multiplier < 0.6 * every.noise_multiplier
+    current = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    share = sampled._share_at(sampled.noise_multiplier)
+    for server_round in (1, 2, 3):
+        sampled.check_budget(server_round)
+        # 7 devices took part, but the release is accounted at the threshold's noise.
+        current = sampled.apply_secure(current, [np.ones(4)], 7, server_round, share)
+    at_threshold = share.release(THRESHOLD, 0.25)
+    assert sampled.skellam.epsilon() == pytest.approx(skellam_epsilon([at_threshold] * 3, 1e-5))
+    assert 3.9 < sampled.skellam.epsilon() <= 4.0 + 1e-9
+    server = tmp_path / "sampled" / "ledger" / "server.jsonl"
+    audit = audit_chain(server)
+    assert audit.ok, audit.failures
+    entry = audit.checks[-1].entry
+    assert entry["q"] == 0.25 and "q=0.25" in entry["accountant"]
+    assert SkellamRelease.from_parameters(entry["accountant"]) == at_threshold
+    # dp-accounting's subsampled Gaussian at the same σ is the floor, and it is below the claim.
+    assert audit.checks[-1].rdp <= entry["epsilon"]
+
+
+@pytest.mark.parametrize(
+    "forgery,message",
+    [
+        (lambda e: e.update(epsilon=e["epsilon"] * 0.8), "the Skellam accountant gives"),
+        (lambda e: e.update(q=0.05), "differs from the q=0.25"),
+        (
+            lambda e: e.update(accountant=e["accountant"].replace("q=0.25", "q=0.05")),
+            "the Skellam accountant gives",
+        ),
+        (lambda e: e.update(accountant="skellam-rdp; variance=oops"), "must carry variance"),
+    ],
+)
+def test_the_audit_fails_a_sampled_release_that_understates(tmp_path, forgery, message):
+    dp = _sampled_secure_dp(tmp_path)
+    current = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    share = dp._share_at(dp.noise_multiplier)
+    for server_round in (1, 2):
+        dp.apply_secure(current, [np.ones(4)], 7, server_round, share)
+    server = tmp_path / "ledger" / "server.jsonl"
+    _rewrite(server, forgery)
+    audit = audit_chain(server)
+    assert not audit.ok
+    assert any(message in f for f in audit.failures), audit.failures
