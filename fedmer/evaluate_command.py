@@ -121,6 +121,14 @@ def run(args: argparse.Namespace) -> int:
         f"acc {p['accuracy']:.4f} weighted F1 {p['weighted_f1']:.4f} over {p['num_clips']} "
         f"clips, {result['num_folds']} folds; results in {out_dir}"
     )
+    if spec.mode != "centralized":
+        # Federated folds pool what the held-out devices released: noised counts,
+        # which can sum to fewer (even negative) clips than the data holds.
+        say(
+            f"these figures pool the held-out devices' noised releases ({len(data)} clips "
+            f"held out in all); the final models' exact figures: "
+            f"python -m simulations.exact_heldout {out_dir}/fold-*"
+        )
     return 0
 
 

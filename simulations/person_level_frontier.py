@@ -29,15 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from client.datasets.manifest import read_manifest
 from client.inference import predict
 from client.local_data import load_local_data
 from common.labels import COMPOSITE_CLASSES
 from common.metrics import confusion_matrix, uar, uf1
 from common.models import build_model
-from common.node_config import HELDOUT
+from common.node_config import HELDOUT, TRAIN
 from common.results_schema import MODEL_FILE
 from common.run_config import RunConfig
 from simulations.default_cohort import cohort_manifest
+from simulations.device_folders import Assignment
 from simulations.federation import prepare_federation, run_federation
 
 
@@ -56,12 +58,14 @@ def exact_heldout(cfg: RunConfig, devices: list[Any], weights: dict[str, torch.T
     return {"uf1": uf1(cm), "uar": uar(cm), "clips": int(cm.sum())}
 
 
-def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
+def run_point(
+    cfg: RunConfig, out_dir: Path, assignment: list[Assignment] | None = None
+) -> dict[str, Any]:
     """One federation; its person-level ε and its exact and released held-out figures."""
     started = time.monotonic()
     manifest = cohort_manifest(cfg, workers=2)
     policy = None if cfg.dp_sgd else {"allow_non_private": True}
-    cfg, devices = prepare_federation(cfg, manifest, out_dir, policy=policy)
+    cfg, devices = prepare_federation(cfg, manifest, out_dir, assignment, policy=policy)
     torch.manual_seed(cfg.seed)
     start = build_model(cfg.model, num_classes=len(COMPOSITE_CLASSES))
     if cfg.initial_model:
@@ -70,6 +74,7 @@ def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
     results = json.loads((out_dir / "results.json").read_text())
     final = torch.load(out_dir / MODEL_FILE, weights_only=True)
     return {
+        "cohort": "megc-like" if cfg.data_manifest else "synthetic",
         "subjects": cfg.cohort_subjects,
         "silos": cfg.silos,
         "target_epsilon": (
@@ -81,9 +86,7 @@ def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
         "against_coordinator_epsilon": results["privacy"]["headline"].get(
             "against_coordinator_epsilon"
         ),
-        "mechanism": "client-level DP-FedAvg"
-        if cfg.client_target_epsilon
-        else ("user-level DP-SGD" if cfg.dp_sgd else "none"),
+        "mechanism": _mechanism(cfg),
         "delta": cfg.delta,
         "round_0_exact": exact_heldout(cfg, devices, start.state_dict()),
         "final_exact": exact_heldout(cfg, devices, final),
@@ -91,6 +94,13 @@ def run_point(cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
         "round_0_released": {k: results["round_0"].get(k) for k in ("uf1", "uar")},
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _mechanism(cfg: RunConfig) -> str:
+    if cfg.client_target_epsilon:
+        noise = "distributed noise under SecAgg+" if cfg.secagg else "central noise"
+        return f"client-level DP-FedAvg, {noise}"
+    return "user-level DP-SGD" if cfg.dp_sgd else "none"
 
 
 def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
@@ -157,7 +167,8 @@ def frontier_table(points: list[dict[str, Any]]) -> str:
         who = "observers of the models" if "not the coordinator" in against else "everyone"
         coordinator = p.get("against_coordinator_epsilon", p["person_epsilon"])
         lines.append(
-            f"| {p['subjects']} | {_scenario(p)} | {pre} | {p['target_epsilon']:g} | "
+            f"| {p['subjects']}{' (megc-like)' if p.get('cohort') == 'megc-like' else ''} | "
+            f"{_scenario(p)} | {pre} | {p['target_epsilon']:g} | "
             f"{p['person_epsilon']:.2f} | {who} | {coordinator:.2f} | "
             f"{p['round_0_exact']['uf1']:.3f} | "
             f"{p['final_exact']['uf1']:.3f} | {p['final_exact']['uar']:.3f} | "
@@ -169,6 +180,8 @@ def frontier_table(points: list[dict[str, Any]]) -> str:
 def _scenario(point: dict[str, Any]) -> str:
     if point["silos"]:
         return f"{point['silos']} labs, user-level DP-SGD"
+    if "SecAgg+" in str(point.get("mechanism", "")):
+        return "one subject per device, client-level DP-FedAvg, distributed noise (SecAgg+)"
     return "one subject per device, client-level DP-FedAvg"
 
 
@@ -193,8 +206,21 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="cross-device: Poisson rate of devices per round",
     )
+    p.add_argument(
+        "--secagg",
+        action="store_true",
+        help="cross-device: the devices add the noise under SecAgg+ (3 shares, threshold 2), "
+        "so the figure holds against the coordinator too, without the sampling's amplification",
+    )
     p.add_argument("--server-optimizer", default="momentum", help="cross-device")
     p.add_argument("--server-learning-rate", type=float, default=0.5, help="cross-device")
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        help="a prepared manifest to draw the people from (a megc-like pool, "
+        "simulations.megc_pool) instead of the synthetic cohort",
+    )
+    p.add_argument("--cache-dir", default="", help="feature cache of --manifest's clips")
     p.add_argument("--out", type=Path, required=True, help="JSON of every point")
     p.add_argument("--plot", type=Path, help="PNG of UF1 against ε (all points in --out)")
     args = p.parse_args(argv)
@@ -203,8 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         for pretrain in (int(s) for s in args.pretrain.split(",")):
             for eps in (float(s) for s in args.epsilons.split(",")):
                 cfg = _point_config(args, subjects, pretrain, eps)
+                assignment = (
+                    pool_assignment(args.manifest, subjects, args.heldout, args.seed, args.silos)
+                    if args.manifest
+                    else None
+                )
                 with tempfile.TemporaryDirectory() as tmp:
-                    point = run_point(cfg, Path(tmp) / "run")
+                    point = run_point(cfg, Path(tmp) / "run", assignment)
                 point["command_args"] = _command_args(args, subjects, pretrain, eps)
                 points.append(point)
                 print(json.dumps(point), flush=True)
@@ -213,6 +244,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot_frontier(points, args.plot)
     return 0
+
+
+def pool_assignment(
+    manifest: Path, subjects: int, heldout: int, seed: int, silos: int
+) -> list[Assignment]:
+    """Devices for ``subjects`` training people drawn from ``manifest``, and ``heldout`` others.
+
+    One seeded order of the people serves every cohort size: the held-out
+    people are its first ``heldout`` (the same for every point), the training
+    people the next ``subjects``, so a smaller cohort is part of a larger one.
+    Cross-device: one device per person. Cross-silo (``silos`` > 0): one lab
+    device per dataset, and the held-out people on one device.
+    """
+    table = read_manifest(manifest)
+    people = sorted({c.subject for c in table.clips})
+    if subjects + heldout > len(people):
+        raise ValueError(
+            f"{manifest}: {len(people)} people, fewer than {subjects} training and "
+            f"{heldout} held out"
+        )
+    order = [people[i] for i in np.random.default_rng(seed).permutation(len(people))]
+    held, train = order[:heldout], order[heldout : heldout + subjects]
+    if not silos:
+        return [(s, TRAIN) for s in train] + [(s, HELDOUT) for s in held]
+    dataset = {c.subject: c.dataset for c in table.clips}
+    labs: dict[str, list[str]] = {}
+    for person in train:
+        labs.setdefault(dataset[person], []).append(person)
+    return [(tuple(labs[d]), TRAIN) for d in sorted(labs)] + [(tuple(held), HELDOUT)]
 
 
 def _point_config(args: argparse.Namespace, subjects: int, pretrain: int, eps: float) -> RunConfig:
@@ -228,6 +288,8 @@ def _point_config(args: argparse.Namespace, subjects: int, pretrain: int, eps: f
         # Held-out subjects get the same person-level ε as the training ones.
         evaluation_epsilon=eps if private else 8.0,
     )
+    if args.manifest:
+        cfg = cfg.replace(data_manifest=str(args.manifest.resolve()), cache_dir=args.cache_dir)
     if args.silos:
         return cfg.replace(dp_sgd=private, target_epsilon=eps if private else 8.0)
     # Cross-device: the device trains in the clear and the coordinator noises;
@@ -240,6 +302,9 @@ def _point_config(args: argparse.Namespace, subjects: int, pretrain: int, eps: f
         client_sampling_rate=args.client_sampling_rate if private else 0.0,
         server_optimizer=args.server_optimizer if private else "sgd",
         server_learning_rate=args.server_learning_rate if private else 1.0,
+        secagg=bool(args.secagg and private),
+        secagg_num_shares=3,
+        secagg_reconstruction_threshold=2,
     )
 
 
@@ -248,6 +313,8 @@ def _command_args(args: argparse.Namespace, subjects: int, pretrain: int, eps: f
         f"--subjects {subjects} --silos {args.silos} --heldout {args.heldout} "
         f"--epsilons {eps:g} --pretrain {pretrain} --rounds {args.rounds} --seed {args.seed}"
     )
+    if args.manifest:
+        command += f" --manifest {args.manifest} --cache-dir {args.cache_dir}"
     if not math.isfinite(eps) or not args.silos:
         command += f" --plain-learning-rate {args.plain_learning_rate:g}"
     if not args.silos:
@@ -255,6 +322,8 @@ def _command_args(args: argparse.Namespace, subjects: int, pretrain: int, eps: f
             f" --client-sampling-rate {args.client_sampling_rate:g} --server-optimizer "
             f"{args.server_optimizer} --server-learning-rate {args.server_learning_rate:g}"
         )
+        if args.secagg:
+            command += " --secagg"
     return command
 
 
