@@ -45,7 +45,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
 
 from common.privacy.calibration import smallest_noise_multiplier
 from common.privacy.subsampled_rdp import poisson_subsampled_rdp
@@ -201,6 +200,10 @@ def skellam_epsilon(releases: Sequence[SkellamRelease], delta: float) -> float:
     """ε at ``delta`` of the composition of ``releases`` (RDP adds up; truncation comes off δ)."""
     if not releases:
         return 0.0
+    # Imported here: dp-accounting's package import pulls in scipy.signal (1.6 s), which
+    # every fresh ClientApp process would pay for a noise-share policy check alone.
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
     remaining = delta - sum(r.truncation for r in releases)
     if remaining <= 0:
         return math.inf

@@ -17,16 +17,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-
-import dp_accounting
-from dp_accounting import pld, rdp
+from typing import TYPE_CHECKING
 
 from common.privacy.accounting import Segment
+
+if TYPE_CHECKING:
+    import dp_accounting
+
+# dp-accounting is imported where it computes, not at module import: its package
+# import pulls in scipy.signal (about 1 s), and Flower starts a fresh ClientApp
+# process for every message, whose handlers reach this module through the
+# device's client-level clipping and policy checks without ever accounting.
 
 RDP_ORDERS = tuple([1 + x / 10.0 for x in range(10, 100)] + list(range(12, 128)))
 
 
 def _event(history: Sequence[Segment]) -> dp_accounting.DpEvent:
+    import dp_accounting
+
     return dp_accounting.ComposedDpEvent(
         [
             dp_accounting.SelfComposedDpEvent(
@@ -60,6 +68,8 @@ def _rdp(history: tuple[Segment, ...], delta: float) -> float:
         return 0.0
     if _noiseless(history):
         return math.inf
+    from dp_accounting import rdp
+
     accountant = rdp.RdpAccountant(list(RDP_ORDERS))
     accountant.compose(_event(history))
     return float(accountant.get_epsilon(delta))
@@ -73,6 +83,8 @@ def _pld(history: tuple[Segment, ...], delta: float) -> float:
         return math.inf
     # A 1e-3 discretization is 10x faster than the default and pessimistic
     # (it can only raise epsilon), by < 1e-3 relative at the sizes fedmer uses.
+    from dp_accounting import pld
+
     accountant = pld.PLDAccountant(value_discretization_interval=1e-3)
     accountant.compose(_event(history))
     return float(accountant.get_epsilon(delta))
