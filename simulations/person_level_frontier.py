@@ -193,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epsilons", default="1,2,4,8,inf", help="person-level targets")
     p.add_argument("--pretrain", default="0,8", help="public pretraining subjects (0 = none)")
     p.add_argument("--rounds", type=int, default=RunConfig.num_server_rounds)
+    p.add_argument(
+        "--local-epochs",
+        type=int,
+        default=RunConfig.local_epochs,
+        help="local epochs per round (a phone holds a few clips: more local work per round)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--plain-learning-rate",
@@ -283,6 +289,7 @@ def _point_config(args: argparse.Namespace, subjects: int, pretrain: int, eps: f
         num_heldout_subjects=args.heldout,
         pretrain_subjects=pretrain,
         num_server_rounds=args.rounds,
+        local_epochs=args.local_epochs,
         seed=args.seed,
         learning_rate=RunConfig.learning_rate if private else args.plain_learning_rate,
         # Held-out subjects get the same person-level ε as the training ones.
@@ -312,6 +319,11 @@ def _command_args(args: argparse.Namespace, subjects: int, pretrain: int, eps: f
     command = (
         f"--subjects {subjects} --silos {args.silos} --heldout {args.heldout} "
         f"--epsilons {eps:g} --pretrain {pretrain} --rounds {args.rounds} --seed {args.seed}"
+        + (
+            f" --local-epochs {args.local_epochs}"
+            if args.local_epochs != RunConfig.local_epochs
+            else ""
+        )
     )
     if args.manifest:
         command += f" --manifest {args.manifest} --cache-dir {args.cache_dir}"
