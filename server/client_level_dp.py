@@ -21,7 +21,9 @@ survivors' shares make, with z calibrated against that accountant.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import random
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,10 +51,44 @@ from common.privacy.distributed_noise import (
 )
 from common.run_config import RunConfig
 from server.privacy_ledger import ServerLedger
-from server.secagg_round import SecAggSettings
+from server.secagg_round import SECAGG_MIN_DEVICES, SecAggSettings
 from server.server_optimizer import ServerOptimizer
 
 log = logging.getLogger(__name__)
+
+
+def shortfall_delta(cfg: RunConfig, population: int, q: float) -> float:
+    """The δ one sampled SecAgg+ release pays for the chance its sample is too small.
+
+    With fewer than :data:`SECAGG_MIN_DEVICES` sampled, SecAgg+ cannot run and
+    the round releases nothing, where the accounted mechanism (a noised sum of
+    whoever was sampled) always releases: the two differ only on that event,
+    of probability p = P(Binomial(N, q) < 3) per round, so the run is
+    (ε, δ + (1 + e^ε) p) per round for the ε it is accounted at (Kairouz et
+    al.'s argument for dropped rounds). ε is bounded by the run's client-level
+    target or budget; a run with neither, or one whose population makes the
+    shortfall a noticeable share of δ, is refused by name.
+    """
+    bound = cfg.client_target_epsilon or cfg.client_epsilon_budget
+    if bound <= 0:
+        raise ValueError(
+            "run config client-sampling-rate < 1 with secagg needs client-target-epsilon or "
+            "client-epsilon-budget: the chance of a sample too small for SecAgg+ is paid "
+            "in delta at that epsilon"
+        )
+    p = sum(
+        math.comb(population, k) * q**k * (1 - q) ** (population - k)
+        for k in range(min(SECAGG_MIN_DEVICES, population + 1))
+    )
+    per_release = (1.0 + math.exp(bound)) * p
+    if per_release * cfg.num_server_rounds > cfg.delta / 10:
+        raise ValueError(
+            f"run config client-sampling-rate={q:g} with secagg over {population} training "
+            f"devices: a round samples fewer than {SECAGG_MIN_DEVICES} with probability {p:.3g}, "
+            f"which would cost {per_release * cfg.num_server_rounds:.3g} of delta={cfg.delta:g}; "
+            "raise the rate or add devices"
+        )
+    return per_release
 
 
 class ClientLevelDP:
@@ -74,9 +110,19 @@ class ClientLevelDP:
         self.optimizer = ServerOptimizer(
             cfg.server_optimizer, cfg.server_learning_rate, cfg.server_momentum
         )
+        # Under SecAgg+ a round whose sample is too small for the protocol releases
+        # nothing, which the accounted mechanism never does: that event's chance
+        # comes off δ with every sampled release (see shortfall_delta).
+        self.shortfall_delta = (
+            shortfall_delta(cfg, population, self.q) if secagg is not None and self.q < 1 else 0.0
+        )
         if cfg.client_target_epsilon > 0 and secagg is not None:
             self.noise_multiplier = calibrate_skellam_noise(
-                cfg.client_target_epsilon, cfg.delta, cfg.num_server_rounds, self._share_at, self.q
+                cfg.client_target_epsilon,
+                cfg.delta - cfg.num_server_rounds * self.shortfall_delta,
+                cfg.num_server_rounds,
+                self._share_at,
+                self.q,
             )
         elif cfg.client_target_epsilon > 0:
             self.noise_multiplier = calibrate_client_noise(
@@ -132,7 +178,7 @@ class ClientLevelDP:
             spent = self.accountant.epsilon()
         elif self.skellam is not None:
             share = self._share_at(self.noise_multiplier)
-            if not self.skellam.would_exceed(share.release(share.threshold, self.q)):
+            if not self.skellam.would_exceed(self._sampled_release(share)):
                 return
             spent = self.skellam.epsilon()
         else:
@@ -192,10 +238,17 @@ class ClientLevelDP:
         elif self.sampled:
             # Who was sampled, and so how many shares are in the sum, is the
             # coordinator's secret: the release is the least noisy SecAgg+ unmasks.
-            self._record_skellam(share.release(share.threshold, self.q), share, n, server_round)
+            self._record_skellam(self._sampled_release(share), share, n, server_round)
         else:
             self._record_skellam(share.release(n), share, n, server_round)
         return self._step(current, [np.asarray(s, np.float64) / self.denominator for s in summed])
+
+    def _sampled_release(self, share: SkellamShare) -> SkellamRelease:
+        """A sampled round's release: the threshold's shares, the shortfall's chance on δ."""
+        if not self.sampled:
+            return share.release(share.threshold)
+        release = share.release(share.threshold, self.q)
+        return dataclasses.replace(release, truncation=release.truncation + self.shortfall_delta)
 
     def _record_skellam(
         self, release: SkellamRelease, share: SkellamShare, n: int, server_round: int

@@ -280,8 +280,9 @@ def _secure_train_round(
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     sampled = privacy.client_dp.sample(census.nodes_with_role("train"))
     if len(sampled) < SECAGG_MIN_DEVICES:
-        # Nothing is unmasked, so nothing is released or accounted; the sample
-        # is the coordinator's own randomness, so skipping reveals no data.
+        # Nothing is unmasked or released. The accounted mechanism would have
+        # released a noised sum; the chance of this round is paid in δ
+        # (server.client_level_dp.shortfall_delta), and kept negligible.
         log.warning(
             "round %d: %d device(s) sampled, SecAgg+ needs %d; nothing released this round",
             server_round,

@@ -182,7 +182,27 @@ def test_the_budget_check_assumes_the_least_noisy_sum_and_a_resume_replays_relea
 
 
 def _sampled_secure_dp(tmp_path, q: float = 0.25) -> ClientLevelDP:
-    return _secure_dp(tmp_path, q=q, population=40)
+    return _secure_dp(tmp_path, q=q, population=400)
+
+
+def test_a_sample_too_small_for_secagg_is_paid_in_delta_or_refused(tmp_path):
+    dp = _sampled_secure_dp(tmp_path)
+    # P(Binomial(400, 0.25) < 3), at the target's e^ε, per release.
+    p = sum(math.comb(400, k) * 0.25**k * 0.75 ** (400 - k) for k in range(3))
+    assert dp.shortfall_delta == pytest.approx((1 + math.exp(4.0)) * p, rel=1e-9)
+    share = dp._share_at(dp.noise_multiplier)
+    release = dp._sampled_release(share)
+    assert release.truncation == pytest.approx(
+        share.release(THRESHOLD, 0.25).truncation + dp.shortfall_delta, rel=1e-9, abs=1e-300
+    )
+    # 40 devices at q = 0.25: a round samples fewer than 3 about once in a thousand.
+    with pytest.raises(ValueError, match=r"samples fewer than 3 with probability 0.00"):
+        _secure_dp(tmp_path / "few", q=0.25, population=40)
+    no_target = RunConfig(client_noise_multiplier=1.0, client_sampling_rate=0.25, secagg=True)
+    with pytest.raises(ValueError, match="needs client-target-epsilon or client-epsilon-budget"):
+        ClientLevelDP(
+            no_target, 400, ServerLedger(tmp_path / "n"), SecAggSettings(5, 4, C, 60.0), D
+        )
 
 
 def _rewrite(path, change):
@@ -207,7 +227,8 @@ def test_sampled_devices_under_secagg_are_accounted_with_amplification_and_audit
         sampled.check_budget(server_round)
         # 7 devices took part, but the release is accounted at the threshold's noise.
         current = sampled.apply_secure(current, [np.ones(4)], 7, server_round, share)
-    at_threshold = share.release(THRESHOLD, 0.25)
+    at_threshold = sampled._sampled_release(share)  # the threshold's shares, at q, shortfall on δ
+    assert at_threshold.variance == share.release(THRESHOLD).variance and at_threshold.q == 0.25
     assert sampled.skellam.epsilon() == pytest.approx(skellam_epsilon([at_threshold] * 3, 1e-5))
     assert 3.9 < sampled.skellam.epsilon() <= 4.0 + 1e-9
     server = tmp_path / "sampled" / "ledger" / "server.jsonl"
