@@ -119,10 +119,9 @@ class ClientLevelDP:
         if cfg.client_target_epsilon > 0 and secagg is not None:
             self.noise_multiplier = calibrate_skellam_noise(
                 cfg.client_target_epsilon,
-                cfg.delta - cfg.num_server_rounds * self.shortfall_delta,
+                cfg.delta,
                 cfg.num_server_rounds,
-                self._share_at,
-                self.q,
+                lambda z: self._least_noisy_release(self._share_at(z)),
             )
         elif cfg.client_target_epsilon > 0:
             self.noise_multiplier = calibrate_client_noise(
@@ -178,7 +177,7 @@ class ClientLevelDP:
             spent = self.accountant.epsilon()
         elif self.skellam is not None:
             share = self._share_at(self.noise_multiplier)
-            if not self.skellam.would_exceed(self._sampled_release(share)):
+            if not self.skellam.would_exceed(self._least_noisy_release(share)):
                 return
             spent = self.skellam.epsilon()
         else:
@@ -238,15 +237,14 @@ class ClientLevelDP:
         elif self.sampled:
             # Who was sampled, and so how many shares are in the sum, is the
             # coordinator's secret: the release is the least noisy SecAgg+ unmasks.
-            self._record_skellam(self._sampled_release(share), share, n, server_round)
+            self._record_skellam(self._least_noisy_release(share), share, n, server_round)
         else:
             self._record_skellam(share.release(n), share, n, server_round)
         return self._step(current, [np.asarray(s, np.float64) / self.denominator for s in summed])
 
-    def _sampled_release(self, share: SkellamShare) -> SkellamRelease:
-        """A sampled round's release: the threshold's shares, the shortfall's chance on δ."""
-        if not self.sampled:
-            return share.release(share.threshold)
+    def _least_noisy_release(self, share: SkellamShare) -> SkellamRelease:
+        """The least noisy release SecAgg+ could unmask: the threshold's shares, at the
+        device sampling rate, with a too-small sample's chance on δ (0 unsampled)."""
         release = share.release(share.threshold, self.q)
         return dataclasses.replace(release, truncation=release.truncation + self.shortfall_delta)
 

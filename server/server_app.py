@@ -21,7 +21,7 @@ from flwr.serverapp.exception import PrivacyBudgetExhausted
 
 from common.labels import COMPOSITE_CLASSES
 from common.models import build_model
-from common.privacy.person_level import client_level, person_level, trained, with_client_level
+from common.privacy.person_level import client_level, device_guarantee
 from common.run_config import RunConfig
 from server.census import Census, take_census, wait_for_nodes
 from server.checkpoint import (
@@ -183,14 +183,7 @@ def _people(ledger: ServerLedger, census: Census, delta: float) -> dict[str, dic
     kept = ledger.device_entries()
     # Every device answers for its people, also one never sampled (it spent nothing).
     devices = sorted({*kept, *(d.device_id for d in census.devices.values())})
-    trains = {d.device_id for d in census.devices.values() if d.role == "train"}
-    people = {}
-    for device in devices:
-        own = person_level(kept.get(device, []), delta)
-        if device in trains or trained(kept.get(device, [])):
-            own = with_client_level(own, client)
-        people[device] = own.as_dict()
-    return people
+    return {d: device_guarantee(kept.get(d, []), client, delta).as_dict() for d in devices}
 
 
 def _not_private_because(cfg: RunConfig, census: Census) -> list[str]:

@@ -14,10 +14,8 @@ from common.privacy.person_level import (
     CLIENT_LEVEL_MECHANISMS,
     PersonLevel,
     client_level,
+    device_guarantee,
     narrowest,
-    person_level,
-    trained,
-    with_client_level,
 )
 from common.privacy.report_page import markdown_page
 
@@ -63,10 +61,7 @@ def person_levels(audits: Sequence[ChainAudit]) -> dict[str, PersonLevel]:
             continue
         entries = [c.entry for c in audit.checks]
         delta = float(entries[-1]["delta"])
-        own = person_level(entries, delta)
-        if trained(entries):
-            own = with_client_level(own, client_level(server, delta))
-        people[audit.path.name] = own
+        people[audit.path.name] = device_guarantee(entries, client_level(server, delta), delta)
     return people
 
 

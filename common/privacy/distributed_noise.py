@@ -257,19 +257,18 @@ def calibrate_skellam_noise(
     target_epsilon: float,
     delta: float,
     rounds: int,
-    share_for: Callable[[float], SkellamShare],
-    q: float = 1.0,
+    release_for: Callable[[float], SkellamRelease],
 ) -> float:
-    """Smallest z (to 1e-3) whose ``rounds`` releases at the threshold stay within the target.
+    """Smallest z (to 1e-3) whose ``rounds`` releases stay within the target.
 
-    ``share_for(z)`` gives the share each device would add at z; the release
-    assumed is the least noisy one SecAgg+ can unmask (``threshold`` shares).
+    ``release_for(z)`` is the release one round is accounted as at z: the
+    caller's, so that calibration, the budget check and the ledger use one
+    definition (the least noisy sum SecAgg+ can unmask, ``threshold`` shares).
     """
     if target_epsilon <= 0 or rounds <= 0:
         raise ValueError("distributed-noise calibration needs a positive target and rounds")
 
     def eps(z: float) -> float:
-        share = share_for(z)
-        return skellam_epsilon([share.release(share.threshold, q)] * rounds, delta)
+        return skellam_epsilon([release_for(z)] * rounds, delta)
 
     return smallest_noise_multiplier(eps, target_epsilon)

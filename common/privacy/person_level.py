@@ -134,9 +134,8 @@ def client_level(server_entries: Sequence[Mapping[str, Any]], delta: float) -> C
 
     Every release counts for every device, sampled or not: a device's own
     rounds are the coordinator's secret, and composing all of them is the bound.
-    A distributed-noise release is recomputed at its Gaussian-equivalent σ; its
-    recorded Skellam ε (a little larger: Agarwal et al.'s correction term) is
-    taken when larger, as the audit checks it against the same recomputation.
+    Central-noise releases are recomputed with dp-accounting; distributed-noise
+    ones from the Skellam parameters their entries carry (:func:`_distributed`).
     None when the coordinator released nothing at client level.
     """
     releases = [
@@ -184,6 +183,15 @@ def _distributed(releases: Sequence[Mapping[str, Any]], delta: float) -> tuple[f
         skellam_epsilon(parsed, delta),
         skellam_epsilon([r.unsampled() for r in parsed], delta),
     )
+
+
+def device_guarantee(
+    entries: Sequence[Mapping[str, Any]], client: ClientLevel | None, delta: float
+) -> PersonLevel:
+    """A device's person-level guarantee from its own entries, with the coordinator's
+    client-level releases counted when the device trained (they hold its updates)."""
+    own = person_level(entries, delta)
+    return with_client_level(own, client) if trained(entries) else own
 
 
 def with_client_level(device: PersonLevel, client: ClientLevel | None) -> PersonLevel:

@@ -117,7 +117,7 @@ def test_calibration_is_the_smallest_z_within_the_target():
     def share_at(z: float) -> SkellamShare:
         return _share(z)
 
-    z = calibrate_skellam_noise(4.0, 1e-5, 5, share_at)
+    z = calibrate_skellam_noise(4.0, 1e-5, 5, lambda z: share_at(z).release(THRESHOLD))
     at = share_at(z)
     assert skellam_epsilon([at.release(THRESHOLD)] * 5, 1e-5) <= 4.0
     below = share_at(z - 2e-3)
@@ -191,7 +191,7 @@ def test_a_sample_too_small_for_secagg_is_paid_in_delta_or_refused(tmp_path):
     p = sum(math.comb(400, k) * 0.25**k * 0.75 ** (400 - k) for k in range(3))
     assert dp.shortfall_delta == pytest.approx((1 + math.exp(4.0)) * p, rel=1e-9)
     share = dp._share_at(dp.noise_multiplier)
-    release = dp._sampled_release(share)
+    release = dp._least_noisy_release(share)
     assert release.truncation == pytest.approx(
         share.release(THRESHOLD, 0.25).truncation + dp.shortfall_delta, rel=1e-9, abs=1e-300
     )
@@ -227,7 +227,9 @@ def test_sampled_devices_under_secagg_are_accounted_with_amplification_and_audit
         sampled.check_budget(server_round)
         # 7 devices took part, but the release is accounted at the threshold's noise.
         current = sampled.apply_secure(current, [np.ones(4)], 7, server_round, share)
-    at_threshold = sampled._sampled_release(share)  # the threshold's shares, at q, shortfall on δ
+    at_threshold = sampled._least_noisy_release(
+        share
+    )  # the threshold's shares, at q, shortfall on δ
     assert at_threshold.variance == share.release(THRESHOLD).variance and at_threshold.q == 0.25
     assert sampled.skellam.epsilon() == pytest.approx(skellam_epsilon([at_threshold] * 3, 1e-5))
     assert 3.9 < sampled.skellam.epsilon() <= 4.0 + 1e-9
