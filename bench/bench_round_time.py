@@ -7,6 +7,9 @@ ServerApp and ClientApp (DP-SGD, held-out evaluation):
   one real ``flower-supernode`` process per device on 127.0.0.1, started by
   :class:`simulations.deployment.LocalDeployment`, driven by ``flwr run .``;
   each device has its own synthetic data directory (one subject);
+* ``worker``: the same real deployment, each SuperNode with its warm device
+  worker (``fedmer device-worker``), so a message's ``flwr-clientapp``
+  process only hands it on instead of importing torch and the device code;
 * ``sim``: the same apps on Flower's Simulation Runtime (Ray backend),
   ``simulations.flower_runtime.run_flower_simulation``, one subject per device.
 
@@ -18,7 +21,7 @@ preprocessing. Times are the ServerApp's own per-round ``seconds`` from
 Each point runs in a child process of its own (Ray and Flower keep global
 state), and every process the real deployment starts is stopped by PID.
 
-    python -m bench.bench_round_time [--real 3,10] [--sim 3,10,30] [--rounds 2]
+    python -m bench.bench_round_time [--real 3,10] [--worker 3] [--sim 3,10,30] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ import time
 from pathlib import Path
 
 CLIPS_PER_CLASS = 3  # 9 clips per device
+LABELS = {
+    "real": "real SuperNodes",
+    "worker": "real SuperNodes, device workers",
+    "sim": "simulation (Ray)",
+}
 KEEP_LOGS = os.environ.get("FEDMER_BENCH_KEEP_LOGS")  # copy the deployment's logs here
 
 
@@ -45,7 +53,7 @@ def _warm(data_dir: Path, role: str) -> None:
     load_local_data(node, "ststnet")
 
 
-def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
+def run_real(num_train: int, rounds: int, clips_per_class: int, workers: bool = False) -> dict:
     from simulations.deployment import LocalDeployment
     from simulations.synthetic import CohortSpec, generate_cohort
 
@@ -60,7 +68,7 @@ def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
             _warm(d, "heldout" if i == num_train else "train")
             dirs.append(d)
         out = root / "run"
-        with LocalDeployment(root / "deployment") as dep:
+        with LocalDeployment(root / "deployment", device_workers=workers) as dep:
             dep.start_superlink()
             for i, d in enumerate(dirs):
                 role = "heldout" if i == num_train else "train"
@@ -83,7 +91,7 @@ def run_real(num_train: int, rounds: int, clips_per_class: int) -> dict:
             if KEEP_LOGS:
                 shutil.copytree(dep.logs, KEEP_LOGS, dirs_exist_ok=True)
         results = json.loads((out / "results.json").read_text())
-    return _point("real", num_train, results, total)
+    return _point("worker" if workers else "real", num_train, results, total)
 
 
 def run_sim(num_train: int, rounds: int, clips_per_class: int) -> dict:
@@ -152,23 +160,31 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default="3,10", help="training-device counts, real processes")
+    parser.add_argument(
+        "--worker", default="", help="training-device counts, real processes with device workers"
+    )
     parser.add_argument("--sim", default="3,10,30", help="training-device counts, simulation")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clips-per-class", type=int, default=CLIPS_PER_CLASS)
     parser.add_argument("--json", type=Path, help="also write all points here")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: "real:N" or "sim:N"
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: "MODE:N"
     args = parser.parse_args()
 
     if args.one:
         mode, n = args.one.split(":")
-        fn = run_real if mode == "real" else run_sim
-        print("RESULT " + json.dumps(fn(int(n), args.rounds, args.clips_per_class)), flush=True)
+        point = (
+            run_sim(int(n), args.rounds, args.clips_per_class)
+            if mode == "sim"
+            else run_real(int(n), args.rounds, args.clips_per_class, workers=mode == "worker")
+        )
+        print("RESULT " + json.dumps(point), flush=True)
         return
 
     from bench.machine import describe_machine
 
     points = []
-    for mode, counts in (("real", _ints(args.real)), ("sim", _ints(args.sim))):
+    runs = (("real", args.real), ("worker", args.worker), ("sim", args.sim))
+    for mode, counts in ((m, _ints(c)) for m, c in runs):
         for n in counts:
             point = _child(mode, n, args.rounds, args.clips_per_class)
             print(json.dumps(point), flush=True)
@@ -183,7 +199,7 @@ def main() -> None:
     print("| runtime | training devices | round 1 | round 2 | later rounds (mean) | whole run |")
     print("|---|---|---|---|---|---|")
     for p in points:
-        label = "real SuperNodes" if p["mode"] == "real" else "simulation (Ray)"
+        label = LABELS[p["mode"]]
         if "error" in p:
             print(f"| {label} | {p['train_devices']} | failed | | | |")
             continue

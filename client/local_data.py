@@ -83,7 +83,17 @@ def device_node_config(raw: dict[str, object] | NodeConfig, simulation_dir: str)
 
 def load_local_data(node: NodeConfig, model: str) -> LocalData:
     """This device's clips, from its own data folder, as inputs of ``model``."""
-    return _device_data(str(node.manifest_path), node.cache_dir, node.role, node.device_id, model)
+    manifest = node.manifest_path
+    return _device_data(
+        str(manifest), _modified(manifest), node.cache_dir, node.role, node.device_id, model
+    )
+
+
+def _modified(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0  # read_manifest says what is wrong with it
 
 
 def feature_cache_for(manifest: Path, cache_dir: str = "") -> FeatureCache:
@@ -107,11 +117,15 @@ def preprocessing_for(manifest: Path, cache_dir: str = "") -> tuple[PreprocessCo
     return config, feature_cache_for(manifest, cache_dir)
 
 
-# Memoized per process: a simulated device's worker stays alive across rounds
-# and is asked for its data on every message (census, train, evaluate), so the
-# manifest and the cache are read once, not once per message.
+# Memoized per process: a simulated device's worker, or a deployed device's
+# warm worker, stays alive across rounds and is asked for its data on every
+# message (census, train, evaluate), so the manifest and the cache are read
+# once, not once per message; once again when the manifest is rewritten
+# (``modified`` is its mtime).
 @lru_cache(maxsize=32)
-def _device_data(manifest: str, cache_dir: str, role: str, device_id: str, model: str) -> LocalData:
+def _device_data(
+    manifest: str, modified: int, cache_dir: str, role: str, device_id: str, model: str
+) -> LocalData:
     manifest_path = Path(manifest)
     table = read_manifest(manifest_path)
     device_id = device_id or manifest_path.parent.name

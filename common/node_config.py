@@ -73,6 +73,10 @@ class NodeConfig:
     # but give no subsampling amplification against the coordinator. A run
     # with any such device is marked not private in results.json.
     seeded_sampling: bool = False
+    # Unix socket of this device's warm worker (`fedmer device-worker`): each
+    # message is handled there, with torch and the data already loaded,
+    # instead of in the fresh process Flower starts per message. Empty = none.
+    device_worker: str = ""
     # Set by Flower's Simulation Runtime only.
     partition_id: int = -1
     num_partitions: int = 0

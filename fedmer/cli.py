@@ -10,6 +10,7 @@ from fedmer import (
     audit_command,
     certs_command,
     compare_command,
+    device_worker_command,
     enrol_command,
     evaluate_command,
     export_command,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     enrol_command.register(commands)
     registry_command.register(commands)
     restore_ledger_command.register(commands)
+    device_worker_command.register(commands)
     return parser
 
 

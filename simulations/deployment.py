@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.enrolment import enrol
+from client.worker_link import NODE_CONFIG_KEY as DEVICE_WORKER_KEY
+from client.worker_link import key_path
 from common.credentials import (
     CertificatePaths,
     DeviceKeyPaths,
@@ -69,6 +71,10 @@ IN_MEMORY_DATABASE = ":flwr-in-memory:"
 # RESTART_DELAY before starting it again.
 SUPERNODE_SETTLE = 10.0
 RESTART_DELAY = 10.0
+# A device worker's socket, in the device's state dir; its key file appears
+# when it is ready to serve.
+WORKER_SOCKET = "worker.sock"
+WORKER_START_TIMEOUT = 120.0
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -130,8 +136,17 @@ class RunningProcess:
 class LocalDeployment:
     """SuperLink + SuperNodes on loopback, with TLS and node authentication."""
 
-    def __init__(self, workdir: Path, sans: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")):
+    def __init__(
+        self,
+        workdir: Path,
+        sans: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
+        device_workers: bool = False,
+    ):
+        """``device_workers``: every SuperNode gets a warm ``fedmer device-worker``
+        (started with it, left running when it is stopped or killed)."""
         self.workdir = Path(workdir)
+        self.device_workers = device_workers
+        self.workers: dict[str, RunningProcess] = {}
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logs = self.workdir / "logs"
         self.logs.mkdir(exist_ok=True)
@@ -360,14 +375,19 @@ class LocalDeployment:
         auth: bool = True,
         max_retries: int | None = None,
         max_wait_time: float | None = None,
+        worker: bool | None = None,
     ) -> RunningProcess:
-        """``flower-supernode`` for one device (own runtime port and FLWR_HOME).
+        """``flower-supernode`` for one device (own runtime port and FLWR_HOME), with
+        its warm device worker when ``worker`` (by default, the deployment's
+        ``device_workers``).
 
         Without ``max_retries``/``max_wait_time`` the SuperNode retries every
         call to the SuperLink without limit, with jittered exponential backoff
         (at most 20 s between tries, flwr's ``MAX_RETRY_DELAY``): it rides
         through a SuperLink restart. With them it gives up and exits.
         """
+        if self.device_workers if worker is None else worker:
+            self.start_device_worker(device)
         runtime_port = free_port()
         config = {k: v for k, v in device.node_config.items() if not k.startswith("_")}
         cmd = [
@@ -392,6 +412,30 @@ class LocalDeployment:
             f"supernode-{device.device_id}", cmd, self.workdir / "homes" / device.device_id
         )
         running.extra["device"] = device
+        return running
+
+    def start_device_worker(self, device: Device) -> RunningProcess:
+        """``fedmer device-worker`` for one device, unless one is running; its
+        socket is in the device's state dir, and its node config names it."""
+        running = self.workers.get(device.device_id)
+        if running is not None and running.proc.poll() is None:
+            return running
+        socket_path = Path(str(device.node_config["state-dir"])) / WORKER_SOCKET
+        key_path(socket_path).unlink(missing_ok=True)  # left by a worker that was killed
+        cmd = [str(BIN / "fedmer"), "device-worker", "--socket", str(socket_path)]
+        running = self._spawn(
+            f"device-worker-{device.device_id}", cmd, self.workdir / "homes" / device.device_id
+        )
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while not key_path(socket_path).exists():
+            if running.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"device worker of {device.device_id} did not start:\n{running.log()[-3000:]}"
+                )
+            time.sleep(0.1)
+        device.node_config[DEVICE_WORKER_KEY] = str(socket_path)
+        running.extra["device"] = device
+        self.workers[device.device_id] = running
         return running
 
     def supervise_supernode(

@@ -83,7 +83,7 @@ def _write_app_manifest(app_dir: Path, run_config: dict[str, object]) -> None:
         'publisher = "fedmer"',
         "[tool.flwr.app.components]",
         'serverapp = "server.server_app:app"',
-        'clientapp = "client.client_app:app"',
+        'clientapp = "client.flower_app:app"',
         "[tool.flwr.app.config]",
     ]
     for key, value in run_config.items():

@@ -22,3 +22,25 @@ def cohort_in_test_cache(
         yield ensure_cohort(spec)
     finally:
         mp.undo()
+
+
+# The cohort of the handler-level tests: six subjects, one of them held out.
+SMALL_COHORT = CohortSpec(num_subjects=6, clips_per_class=3, seed=0)
+
+
+def small_clip_level_federation(manifest: Path, out: Path, **overrides: object):
+    """Devices of :data:`SMALL_COHORT` under clip-level DP-SGD (its RunConfig, its devices)."""
+    from common.run_config import RunConfig
+    from simulations.federation import prepare_federation
+    from tests.scenarios import CLIP_LEVEL
+
+    settings = {
+        **CLIP_LEVEL,
+        "num_server_rounds": 1,
+        "cohort_subjects": SMALL_COHORT.num_subjects,
+        "cohort_clips_per_class": SMALL_COHORT.clips_per_class,
+        "num_heldout_subjects": 1,
+        **overrides,
+    }
+    cfg = RunConfig(**settings, data_manifest=str(manifest))  # type: ignore[arg-type]
+    return prepare_federation(cfg, manifest, out)

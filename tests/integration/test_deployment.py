@@ -7,7 +7,11 @@ To keep the file fast on a small machine, one federation (SuperLink + 3
 training SuperNodes + 1 held-out SuperNode, each with its own pre-generated
 and pre-warmed data directory) is shared by the module: the rejected devices
 are started against it in the background while the full run trains, and the
-kill-a-device and coordinator-restart runs reuse it afterwards. Its SuperLink
+kill-a-device and coordinator-restart runs reuse it afterwards. Each registered
+device runs its warm worker (``fedmer device-worker``), as the runbook
+recommends: its SuperNode's ClientApp processes hand every message to it, so
+these runs go through the worker path end to end (``test_distributed_noise.py``
+keeps a ClientApp process per message, with SecAgg+). Its SuperLink
 keeps its state in a database file, so the coordinator-restart test restarts
 the SuperLink alone: the same SuperNode processes reconnect.
 
@@ -76,7 +80,7 @@ class Federation:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory, device_data):
-    dep = LocalDeployment(tmp_path_factory.mktemp("deployment"))
+    dep = LocalDeployment(tmp_path_factory.mktemp("deployment"), device_workers=True)
     started: list[int] = []
     try:
         dep.start_superlink()
@@ -91,6 +95,7 @@ def federation(tmp_path_factory, device_data):
             dep.add_device("stranger", device_data[0], register=False),
             max_retries=REJECT_RETRIES,
             max_wait_time=REJECT_WAIT,
+            worker=False,
         )
         # Registered, but it offers no TLS (and no key) to the TLS SuperLink.
         plain = dep.start_supernode(
@@ -99,6 +104,7 @@ def federation(tmp_path_factory, device_data):
             auth=False,
             max_retries=REJECT_RETRIES,
             max_wait_time=REJECT_WAIT,
+            worker=False,
         )
         dep.wait_online(NUM_TRAIN + 1, timeout=180)
         yield Federation(dep, nodes, stranger, plain)

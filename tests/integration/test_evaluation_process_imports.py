@@ -12,11 +12,7 @@ import sys
 
 import pytest
 
-from common.run_config import RunConfig
-from simulations.federation import prepare_federation
-from simulations.synthetic import CohortSpec
-from tests.cohort_fixtures import cohort_in_test_cache
-from tests.scenarios import CLIP_LEVEL
+from tests.cohort_fixtures import SMALL_COHORT, cohort_in_test_cache, small_clip_level_federation
 
 NOT_FOR_EVALUATION = ("opacus", "client.training_round", "client.dp_training")
 
@@ -47,21 +43,11 @@ print(json.dumps({"metrics": sorted(metrics), "declined": bool(metrics.get("decl
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    yield from cohort_in_test_cache(
-        tmp_path_factory, CohortSpec(num_subjects=6, clips_per_class=3, seed=0)
-    )
+    yield from cohort_in_test_cache(tmp_path_factory, SMALL_COHORT)
 
 
 def _handle_in_fresh_process(cohort, tmp_path, message_type, role):
-    cfg = RunConfig(
-        **CLIP_LEVEL,
-        num_server_rounds=1,
-        cohort_subjects=6,
-        cohort_clips_per_class=3,
-        num_heldout_subjects=1,
-        data_manifest=str(cohort),
-    )
-    cfg, devices = prepare_federation(cfg, cohort, tmp_path / "run")
+    cfg, devices = small_clip_level_federation(cohort, tmp_path / "run")
     device = next(d for d in devices if d.node_config.role == role)
     node = {**device.node_config.to_flower(), "state-dir": str(tmp_path / role)}
     watch = json.dumps(NOT_FOR_EVALUATION)

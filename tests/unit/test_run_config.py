@@ -19,7 +19,7 @@ def test_pyproject_points_at_the_apps():
     ]
     assert components == {
         "serverapp": "server.server_app:app",
-        "clientapp": "client.client_app:app",
+        "clientapp": "client.flower_app:app",
     }
 
 
