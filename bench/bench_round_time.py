@@ -10,6 +10,9 @@ ServerApp and ClientApp (DP-SGD, held-out evaluation):
 * ``worker``: the same real deployment, each SuperNode with its warm device
   worker (``fedmer device-worker``), so a message's ``flwr-clientapp``
   process only hands it on instead of importing torch and the device code;
+* ``floor``: the same real deployment running ``bench/flower_floor``, a Flower
+  App with fedmer's message stages (train to the training devices, evaluate
+  to the held-out one) and nothing done in them: Flower's own cost per round;
 * ``sim``: the same apps on Flower's Simulation Runtime (Ray backend),
   ``simulations.flower_runtime.run_flower_simulation``, one subject per device.
 
@@ -21,7 +24,8 @@ preprocessing. Times are the ServerApp's own per-round ``seconds`` from
 Each point runs in a child process of its own (Ray and Flower keep global
 state), and every process the real deployment starts is stopped by PID.
 
-    python -m bench.bench_round_time [--real 3,10] [--worker 3] [--sim 3,10,30] [--rounds 2]
+    python -m bench.bench_round_time [--floor 3] [--real 3,10] [--worker 3] [--sim 3,10,30]
+        [--rounds 2]
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ import time
 from pathlib import Path
 
 CLIPS_PER_CLASS = 3  # 9 clips per device
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FLOOR_APP = Path(__file__).resolve().parent / "flower_floor"
 LABELS = {
+    "floor": "real SuperNodes, Flower's floor (a no-op app)",
     "real": "real SuperNodes",
     "worker": "real SuperNodes, device workers",
     "sim": "simulation (Ray)",
@@ -53,7 +60,9 @@ def _warm(data_dir: Path, role: str) -> None:
     load_local_data(node, "ststnet")
 
 
-def run_real(num_train: int, rounds: int, clips_per_class: int, workers: bool = False) -> dict:
+def run_real(
+    num_train: int, rounds: int, clips_per_class: int, workers: bool = False, floor: bool = False
+) -> dict:
     from simulations.deployment import LocalDeployment
     from simulations.synthetic import CohortSpec, generate_cohort
 
@@ -75,23 +84,34 @@ def run_real(num_train: int, rounds: int, clips_per_class: int, workers: bool = 
                 dep.start_supernode(dep.add_device(d.name, d, role=role))
             dep.wait_online(num_train + 1, timeout=300)
             t0 = time.perf_counter()
-            code, log = dep.flwr_run(
-                {
-                    "num-server-rounds": rounds,
-                    "min-nodes": num_train + 1,
-                    "local-epochs": 1,
-                    "round-timeout": 900.0,
-                    "out-dir": str(out),
-                },
-                timeout=600 + 300 * rounds,
-            )
+            if floor:
+                out.mkdir()
+                run_config: dict[str, object] = {"out": str(out / "floor.json")}
+                app = FLOOR_APP
+            else:
+                run_config = {"local-epochs": 1, "round-timeout": 900.0, "out-dir": str(out)}
+                app = REPO_ROOT
+            run_config.update({"num-server-rounds": rounds, "min-nodes": num_train + 1})
+            code, log = dep.flwr_run(run_config, timeout=600 + 300 * rounds, app=app)
             total = time.perf_counter() - t0
             if code != 0:
                 raise RuntimeError(f"flwr run exited {code}:\n{dep.logs_text()[-6000:]}")
             if KEEP_LOGS:
                 shutil.copytree(dep.logs, KEEP_LOGS, dirs_exist_ok=True)
+        if floor:
+            seconds = json.loads((out / "floor.json").read_text())["round_seconds"]
+            return _floor_point(num_train, seconds, total)
         results = json.loads((out / "results.json").read_text())
     return _point("worker" if workers else "real", num_train, results, total)
+
+
+def _floor_point(num_train: int, seconds: list[float], total: float) -> dict:
+    return {
+        "mode": "floor",
+        "train_devices": num_train,
+        "round_seconds": [round(s, 3) for s in seconds],
+        "total_seconds": round(total, 1),
+    }
 
 
 def run_sim(num_train: int, rounds: int, clips_per_class: int) -> dict:
@@ -144,9 +164,7 @@ def _child(mode: str, num_train: int, rounds: int, clips: int) -> dict:
         "--clips-per-class",
         str(clips),
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
@@ -160,6 +178,9 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default="3,10", help="training-device counts, real processes")
+    parser.add_argument(
+        "--floor", default="", help="training-device counts, the no-op app (Flower's floor)"
+    )
     parser.add_argument(
         "--worker", default="", help="training-device counts, real processes with device workers"
     )
@@ -175,7 +196,13 @@ def main() -> None:
         point = (
             run_sim(int(n), args.rounds, args.clips_per_class)
             if mode == "sim"
-            else run_real(int(n), args.rounds, args.clips_per_class, workers=mode == "worker")
+            else run_real(
+                int(n),
+                args.rounds,
+                args.clips_per_class,
+                workers=mode == "worker",
+                floor=mode == "floor",
+            )
         )
         print("RESULT " + json.dumps(point), flush=True)
         return
@@ -183,7 +210,7 @@ def main() -> None:
     from bench.machine import describe_machine
 
     points = []
-    runs = (("real", args.real), ("worker", args.worker), ("sim", args.sim))
+    runs = (("floor", args.floor), ("real", args.real), ("worker", args.worker), ("sim", args.sim))
     for mode, counts in ((m, _ints(c)) for m, c in runs):
         for n in counts:
             point = _child(mode, n, args.rounds, args.clips_per_class)
@@ -210,6 +237,36 @@ def main() -> None:
             f"| {label} | {p['train_devices']} | {s[0]:.1f} s | {r2} | {later} | "
             f"{p['total_seconds']:.0f} s |"
         )
+    for line in _allowance_lines(points):
+        print(line)
+
+
+def _warm_rounds(point: dict) -> list[float]:
+    """The rounds after the first (which pays the devices' start-up)."""
+    return point["round_seconds"][1:] or point["round_seconds"]
+
+
+def _allowance_lines(points: list[dict]) -> list[str]:
+    """Goal: a warm deployed round within 3x the simulation's warm round plus Flower's floor."""
+    by = {(p["mode"], p["train_devices"]): p for p in points if "error" not in p}
+    lines = []
+    for (mode, n), p in sorted(by.items()):
+        sim, floor = by.get(("sim", n)), by.get(("floor", n))
+        if mode not in ("real", "worker") or sim is None or floor is None:
+            continue
+        sim_s, floor_s = _mean(_warm_rounds(sim)), _mean(_warm_rounds(floor))
+        allowance = 3 * sim_s + floor_s
+        warm = _warm_rounds(p)
+        lines.append(
+            f"{LABELS[mode]}, {n} devices: warm rounds mean {_mean(warm):.1f} s, max "
+            f"{max(warm):.1f} s; allowance 3 x {sim_s:.2f} s + floor {floor_s:.1f} s = "
+            f"{allowance:.1f} s (mean / allowance {_mean(warm) / allowance:.2f})"
+        )
+    return lines
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 if __name__ == "__main__":

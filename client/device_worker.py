@@ -24,6 +24,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 import traceback
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
@@ -126,6 +127,7 @@ def _handle(conn: Connection, app: ClientApp, digest: str) -> None:
             "restart `fedmer device-worker` with the app's fedmer version".encode(),
         )
         return
+    started = time.perf_counter()
     try:
         msg, ctx = decode_call(message, context)
         reply = app(msg, ctx)
@@ -134,6 +136,13 @@ def _handle(conn: Connection, app: ClientApp, digest: str) -> None:
         _send(conn, FAILED, f"the ClientApp raised {type(err).__name__}: {err}".encode())
         return
     _send(conn, OK, *encode_call(reply, ctx))
+    # The operator's view of where a round's time goes on this device.
+    log.info(
+        "%s message of round %s handled in %.3f s",
+        msg.metadata.message_type,
+        msg.metadata.group_id or "-",
+        time.perf_counter() - started,
+    )
 
 
 def _send(conn: Connection, *parts: bytes) -> None:

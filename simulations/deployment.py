@@ -482,12 +482,14 @@ class LocalDeployment:
         raise TimeoutError(f"fewer than {count} SuperNodes online after {timeout}s")
 
     # -- runs --------------------------------------------------------------
-    def start_run(self, run_config: Mapping[str, object], name: str = "flwr-run") -> RunningProcess:
-        """``flwr run . <connection> --stream`` in the background."""
+    def start_run(
+        self, run_config: Mapping[str, object], name: str = "flwr-run", app: Path = REPO_ROOT
+    ) -> RunningProcess:
+        """``flwr run . <connection> --stream`` in the background (``app``: another Flower App)."""
         cmd = [
             str(BIN / "flwr"),
             "run",
-            str(REPO_ROOT),
+            str(app),
             CONNECTION,
             "--stream",
             "--run-config",
@@ -497,10 +499,10 @@ class LocalDeployment:
         return running
 
     def flwr_run(
-        self, run_config: Mapping[str, object], timeout: float = 600.0
+        self, run_config: Mapping[str, object], timeout: float = 600.0, app: Path = REPO_ROOT
     ) -> tuple[int | None, str]:
         """Run ``flwr run .`` to completion; returns (exit code or None on timeout, log)."""
-        running = self.start_run(run_config)
+        running = self.start_run(run_config, app=app)
         code = running.wait_exit(timeout)
         if code is None:
             self.stop(running)
