@@ -9,7 +9,7 @@ seed, gives a population of 68 × seeds. Every cohort is prepared with the same
 settings; the features stay where ``fedmer prepare`` cached them.
 
     python -m simulations.megc_pool runs/megc-pool/pooled \\
-        runs/megc-like/prepared/manifest.csv runs/megc-pool/seed-*/prepared/manifest.csv
+        runs/megc-like/prepared/manifest.csv runs/megc-pool/seed-{1..15}/prepared/manifest.csv
 """
 
 from __future__ import annotations
