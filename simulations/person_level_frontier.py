@@ -113,13 +113,13 @@ def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
     panels = {
         "cross-silo: labs, user-level DP-SGD (against everyone)": [p for p in points if p["silos"]],
         "cross-device: one person per device, client-level DP-FedAvg\n"
-        "(against observers of the models, not the coordinator)": [
+        "(ε against observers of the models; against the coordinator ∞, finite under SecAgg+)": [
             p for p in points if not p["silos"]
         ],
     }
     panels = {title: pts for title, pts in panels.items() if pts}
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(6.2 * len(panels), 4.4), dpi=120, sharey=True, squeeze=False
+        1, len(panels), figsize=(6.2 * len(panels), 5.6), dpi=120, sharey=True, squeeze=False
     )
     for ax, (title, pts) in zip(axes[0], panels.items(), strict=True):
         series: dict[str, list[dict[str, Any]]] = {}
@@ -129,19 +129,24 @@ def plot_frontier(points: list[dict[str, Any]], path: Path) -> Path:
                 if point["pretrain_subjects"]
                 else "no pretraining"
             )
+            if _under_secagg(point):
+                label += ", SecAgg+"
             series.setdefault(label, []).append(point)
         for label, line in sorted(series.items(), key=lambda kv: kv[1][0]["subjects"]):
             line = sorted(line, key=lambda p: p["target_epsilon"])
             # ε = ∞ is drawn at the right edge, at x = 32.
             xs = [p["target_epsilon"] if math.isfinite(p["target_epsilon"]) else 32 for p in line]
             style = "o-" if line[0]["pretrain_subjects"] else "s--"
+            if _under_secagg(line[0]):
+                style = "^-."
             ax.plot(xs, [p["final_exact"]["uf1"] for p in line], style, label=label)
         ax.axhline(1 / 3, color="grey", ls=":", lw=1, label="chance (UAR)")
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 2, 4, 8, 32], ["1", "2", "4", "8", "∞"])
         ax.set(xlabel="person-level ε (δ = 1e-5)", ylim=(0, 1.02))
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        # Below the axes: the cross-device panel has a dozen lines.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("held-out UF1 (exact)")
     fig.suptitle("fedmer: utility against the ε every person gets", fontsize=11)
@@ -177,10 +182,14 @@ def frontier_table(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _under_secagg(point: dict[str, Any]) -> bool:
+    return "SecAgg+" in str(point.get("mechanism", ""))
+
+
 def _scenario(point: dict[str, Any]) -> str:
     if point["silos"]:
         return f"{point['silos']} labs, user-level DP-SGD"
-    if "SecAgg+" in str(point.get("mechanism", "")):
+    if _under_secagg(point):
         return "one subject per device, client-level DP-FedAvg, distributed noise (SecAgg+)"
     return "one subject per device, client-level DP-FedAvg"
 
