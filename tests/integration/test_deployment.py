@@ -224,7 +224,10 @@ def test_killing_a_device_mid_round_does_not_stop_the_run(federation, tmp_path):
     device = victim.extra["device"]
     out = tmp_path / "run"
     before = victim.log().count("Receiving: train message")
-    run = dep.start_run(_run_config(out, rounds=2), name="flwr-run-kill")
+    # Three rounds: the restarted SuperNode may still be activating when round 2
+    # samples its devices (a CI run's round 2 began before it was back); it is
+    # back for a later round.
+    run = dep.start_run(_run_config(out, rounds=3), name="flwr-run-kill")
     # Kill the victim (SIGKILL: a crash, not a shutdown) once it has its
     # round-1 training message.
     assert _wait_for(lambda: victim.log().count("Receiving: train message") > before, 300), (
@@ -233,7 +236,7 @@ def test_killing_a_device_mid_round_does_not_stop_the_run(federation, tmp_path):
     dep.stop(victim, signal.SIGKILL)
     # The SuperLink declares it unavailable after 2 missed heartbeats, which
     # ends round 1 for it; then it comes back with the same key (the same
-    # registered node) and is trained again in round 2.
+    # registered node) and is trained again in a later round.
     assert _wait_for(lambda: dep.online_nodes() == NUM_TRAIN, 120, step=2.0), dep.logs_text()[
         -6000:
     ]
@@ -242,10 +245,10 @@ def test_killing_a_device_mid_round_does_not_stop_the_run(federation, tmp_path):
     assert code == 0, dep.logs_text()[-8000:]
     results = json.loads((out / "results.json").read_text())
     rounds = results["rounds"]
-    assert [r["round"] for r in rounds] == [1, 2]
+    assert [r["round"] for r in rounds] == [1, 2, 3]
     assert device.device_id not in rounds[0]["trained"]
     assert len(rounds[0]["trained"]) == NUM_TRAIN - 1, rounds[0]
-    assert device.device_id in rounds[1]["trained"], rounds
+    assert any(device.device_id in r["trained"] for r in rounds[1:]), rounds
 
 
 # The SuperLink is down at least this long, longer than a SuperNode's idle wait
