@@ -4,7 +4,9 @@ Server side. A checkpoint holds the global model, the number of the last
 completed round, the strategy's state, the client-level accountant's state
 (an opaque dict owned by the privacy code), the server ledger's position, and
 the results so far. A restarted ServerApp loads the latest checkpoint and
-resumes at the next round, so no round is repeated and no ε is counted twice.
+resumes at the next round, so no round is repeated and no ε is counted twice;
+a round checkpointed before its held-out evaluation came back is evaluated
+first.
 
 Layout under ``<out-dir>/checkpoints/``::
 
@@ -55,6 +57,9 @@ class Checkpoint:
     ledger_position: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     config_fingerprint: str = ""
+    # The training part of a round whose held-out evaluation had not come back
+    # (it rides with the next round's training); empty when the round is complete.
+    pending_evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def next_round(self) -> int:
@@ -100,6 +105,7 @@ class CheckpointStore:
             "ledger_position": checkpoint.ledger_position,
             "results": checkpoint.results,
             "config_fingerprint": checkpoint.config_fingerprint,
+            "pending_evaluation": checkpoint.pending_evaluation,
         }
         meta_path = self.directory / f"{stem}.json"
         write_json_atomic(meta_path, meta)
@@ -162,6 +168,7 @@ class CheckpointStore:
             ledger_position=meta.get("ledger_position", {}),
             results=meta.get("results", {}),
             config_fingerprint=meta.get("config_fingerprint", ""),
+            pending_evaluation=meta.get("pending_evaluation", {}),
         )
 
     def _prune(self) -> None:

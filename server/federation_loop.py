@@ -9,8 +9,17 @@ any client-level noise in it was added by the devices; see
 :mod:`server.secagg_round`). Before each round the client-level budget is
 checked, and the run stops with ``PrivacyBudgetExhausted`` instead of
 exceeding it.
-Each completed round is handed to ``on_round`` before the next starts, so a
-crash never loses a completed round.
+Held-out evaluation of round r's model rides with round r+1's training: the
+model round r+1 sends to its training devices is the one to evaluate, so its
+evaluate messages go to the held-out devices in the same exchange, and a
+deployed round waits for one message stage instead of two (each stage costs
+Flower's polling and a ClientApp start on every device). The last round's
+model is evaluated alone after it, as is every round's under SecAgg+, whose
+training is Flower's multi-stage workflow. Each evaluation keeps its own
+round's nonce, so every device entry still names its round.
+After every stage, ``on_stage`` gets the round it completed (trained and
+evaluated) and the round it trained (evaluation pending), before the next
+stage starts, so a crash loses neither a trained model nor a completed round.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.exception import PrivacyBudgetExhausted
 from flwr.serverapp.strategy import Strategy
 
 from common.privacy.client_level import sum_updates
@@ -66,6 +76,34 @@ class RoundOutcome:
     declined: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # The round's turn, so that its evaluation (a stage later) names the same nonce.
+    turn: RoundTurn | None = None
+
+    def training_entry(self) -> dict[str, Any]:
+        """What the round's training produced (all a checkpoint of it needs before
+        its evaluation is back)."""
+        return {
+            "round": self.round,
+            "epsilon": self.epsilon,
+            "trained": self.trained,
+            "declined": self.declined,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_training_entry(cls, entry: dict[str, Any], arrays: ArrayRecord) -> RoundOutcome:
+        """A trained round read back from its checkpoint, its evaluation still to do."""
+        return cls(
+            round=int(entry["round"]),
+            arrays=arrays,
+            metrics={},
+            epsilon=float(entry["epsilon"]),
+            trained=list(entry["trained"]),
+            declined=dict(entry["declined"]),
+            failed=dict(entry["failed"]),
+            seconds=float(entry["seconds"]),
+        )
 
     def as_entry(self) -> dict[str, Any]:
         return {
@@ -117,6 +155,10 @@ class PrivacyControls:
     secagg: SecAggSettings | None = None
 
 
+# on_stage(completed, trained, census): see run_rounds.
+StageHook = Callable[[RoundOutcome | None, RoundOutcome | None, Census], None]
+
+
 def run_rounds(
     grid: Grid,
     strategy: Strategy,
@@ -124,34 +166,86 @@ def run_rounds(
     census: Census,
     settings: FederationSettings,
     tracker: PrivacyTracker,
-    on_round: Callable[[RoundOutcome, Census], None],
+    on_stage: StageHook,
     privacy: PrivacyControls,
+    pending: RoundOutcome | None = None,
 ) -> ArrayRecord:
     """Run rounds ``start_round..num_rounds``; returns the final global arrays.
 
+    ``on_stage(completed, trained, census)`` is called after every message
+    stage: ``completed`` is the round whose evaluation just came back (or
+    None), ``trained`` the round just aggregated whose evaluation is still to
+    come (or None). ``pending`` is a round trained by an earlier run of this
+    folder and not yet evaluated (resumed from its checkpoint).
+
     Raises ``PrivacyBudgetExhausted`` before a round whose client-level release
-    would exceed the budget; every earlier round has been handed to ``on_round``.
+    would exceed the budget; every earlier round has been evaluated and handed
+    to ``on_stage`` first.
     """
-    for server_round in range(settings.start_round, settings.num_rounds + 1):
-        started = time.monotonic()
-        privacy.client_dp.check_budget(server_round)
-        census = take_census(grid, settings.timeout, census)
-        # Fresh OS entropy: a device's entry for this round cannot exist before it.
-        turn = RoundTurn(str(privacy.context.run_id), server_round, secrets.token_hex(16))
-        privacy.ledger.start_round(turn.run_id, server_round, turn.nonce)
-        if privacy.secagg is not None:
-            outcome = _secure_train_round(grid, arrays, census, turn, tracker, privacy)
-        else:
-            outcome = _train_round(grid, strategy, arrays, census, turn, settings, tracker, privacy)
-        arrays = outcome.arrays
-        outcome.metrics = _evaluate_round(
-            grid, strategy, arrays, census, turn, settings, privacy.ledger
-        )
-        outcome.epsilon = tracker.worst_epsilon()
-        outcome.seconds = time.monotonic() - started
-        privacy.ledger.write_manifest(turn.run_id)
-        on_round(outcome, census)
+    try:
+        for server_round in range(settings.start_round, settings.num_rounds + 1):
+            started = time.monotonic()
+            privacy.client_dp.check_budget(server_round)
+            census = take_census(grid, settings.timeout, census)
+            # Fresh OS entropy: a device's entry for this round cannot exist before it.
+            turn = RoundTurn(str(privacy.context.run_id), server_round, secrets.token_hex(16))
+            privacy.ledger.start_round(turn.run_id, server_round, turn.nonce)
+            if privacy.secagg is not None:
+                _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage)
+                pending = None
+                outcome = _secure_train_round(grid, arrays, census, turn, tracker, privacy)
+            else:
+                outcome = _train_round(
+                    grid, strategy, arrays, census, turn, settings, tracker, privacy, pending
+                )
+            outcome.turn = turn
+            arrays = outcome.arrays
+            outcome.epsilon = tracker.worst_epsilon()
+            outcome.seconds = time.monotonic() - started
+            privacy.ledger.write_manifest(turn.run_id)
+            on_stage(pending, outcome, census)
+            pending = outcome
+            if privacy.secagg is not None:
+                _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage)
+                pending = None
+    except PrivacyBudgetExhausted:
+        _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage)
+        raise
+    _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage)
     return arrays
+
+
+def _evaluate_alone(
+    pending: RoundOutcome | None,
+    grid: Grid,
+    strategy: Strategy,
+    census: Census,
+    settings: FederationSettings,
+    privacy: PrivacyControls,
+    on_stage: StageHook,
+) -> None:
+    """Evaluate a trained round in a stage of its own (no training stage to ride with)."""
+    if pending is None:
+        return
+    started = time.monotonic()
+    turn = _evaluation_turn(pending, privacy)
+    messages = _evaluation_messages(grid, strategy, pending.arrays, census, turn, privacy.ledger)
+    replies = list(grid.send_and_receive(messages, timeout=settings.timeout)) if messages else []
+    pending.metrics = _evaluation_metrics(replies, messages, census, turn, settings, privacy.ledger)
+    pending.seconds += time.monotonic() - started
+    privacy.ledger.write_manifest(turn.run_id)
+    on_stage(pending, None, census)
+
+
+def _evaluation_turn(pending: RoundOutcome, privacy: PrivacyControls) -> RoundTurn:
+    """The turn a round's evaluation names: the round's own, or, for a round trained
+    by an earlier run of this folder, a fresh one of this run."""
+    if pending.turn is not None:
+        return pending.turn
+    turn = RoundTurn(str(privacy.context.run_id), pending.round, secrets.token_hex(16))
+    privacy.ledger.start_round(turn.run_id, turn.round, turn.nonce)
+    pending.turn = turn
+    return turn
 
 
 def evaluate_starting_model(
@@ -170,7 +264,9 @@ def evaluate_starting_model(
     """
     turn = RoundTurn(run_id, 0, secrets.token_hex(16))
     ledger.start_round(run_id, 0, turn.nonce)
-    metrics = _evaluate_round(grid, strategy, arrays, census, turn, settings, ledger)
+    messages = _evaluation_messages(grid, strategy, arrays, census, turn, ledger)
+    replies = list(grid.send_and_receive(messages, timeout=settings.timeout)) if messages else []
+    metrics = _evaluation_metrics(replies, messages, census, turn, settings, ledger)
     ledger.write_manifest(run_id)
     return {
         "round": 0,
@@ -189,7 +285,10 @@ def _train_round(
     settings: FederationSettings,
     tracker: PrivacyTracker,
     privacy: PrivacyControls,
+    pending: RoundOutcome | None,
 ) -> RoundOutcome:
+    """Train one round; ``pending`` (the round before, whose model ``arrays`` is) is
+    evaluated in the same exchange, and gets its metrics."""
     server_round = turn.round
     # Under client-level sampling only this round's secret sample is asked.
     asked = privacy.client_dp.sample(census.nodes_with_role("train"))
@@ -198,7 +297,26 @@ def _train_round(
         train_grid = NodeSubsetGrid(grid, asked)
         messages = list(strategy.configure_train(server_round, arrays, turn.config(), train_grid))
         _attach_receipts(messages, census, privacy.ledger, turn.run_id)
-    replies = list(grid.send_and_receive(messages, timeout=settings.timeout)) if messages else []
+    evaluations: list[Message] = []
+    if pending is not None:
+        eval_turn = _evaluation_turn(pending, privacy)
+        evaluations = _evaluation_messages(
+            grid, strategy, arrays, census, eval_turn, privacy.ledger
+        )
+    sent = messages + evaluations
+    answered = list(grid.send_and_receive(sent, timeout=settings.timeout)) if sent else []
+    # Message ids exist once pushed: split the replies by the message they answer.
+    evaluation_ids = {m.metadata.message_id for m in evaluations}
+    replies = [r for r in answered if r.metadata.reply_to_message_id not in evaluation_ids]
+    if pending is not None:
+        pending.metrics = _evaluation_metrics(
+            [r for r in answered if r.metadata.reply_to_message_id in evaluation_ids],
+            evaluations,
+            census,
+            eval_turn,
+            settings,
+            privacy.ledger,
+        )
     outcome = RoundOutcome(round=server_round, arrays=arrays, metrics={}, epsilon=0.0)
     usable: list[Message] = []
     for reply in replies:
@@ -381,25 +499,36 @@ def _keep_bound_entry(
     return None
 
 
-def _evaluate_round(
+def _evaluation_messages(
     grid: Grid,
     strategy: Strategy,
     arrays: ArrayRecord,
     census: Census,
     turn: RoundTurn,
-    settings: FederationSettings,
     ledger: ServerLedger,
-) -> dict[str, Any]:
-    server_round = turn.round
+) -> list[Message]:
+    """The evaluate messages of ``arrays`` for the held-out devices (none without any)."""
     heldout = census.nodes_with_role("heldout")
     if not heldout:
         # Nothing to ask; Flower's strategies would wait for nodes forever.
-        log.warning("round %d: no held-out device; nothing evaluated", server_round)
-        return {**held_out_metrics([], settings.num_classes), "declined": {}}
+        log.warning("round %d: no held-out device; nothing evaluated", turn.round)
+        return []
     eval_grid = NodeSubsetGrid(grid, heldout)
-    messages = list(strategy.configure_evaluate(server_round, arrays, turn.config(), eval_grid))
+    messages = list(strategy.configure_evaluate(turn.round, arrays, turn.config(), eval_grid))
     _attach_receipts(messages, census, ledger, turn.run_id)
-    replies = grid.send_and_receive(messages, timeout=settings.timeout)
+    return messages
+
+
+def _evaluation_metrics(
+    replies: list[Message],
+    messages: list[Message],
+    census: Census,
+    turn: RoundTurn,
+    settings: FederationSettings,
+    ledger: ServerLedger,
+) -> dict[str, Any]:
+    """Pool the held-out replies to ``messages``, keeping each device's bound entry."""
+    server_round = turn.round
     records, declined = [], {}
     for reply in replies:
         device = census.device_id(replying_node(reply, messages))

@@ -86,6 +86,7 @@ def main(grid: Grid, context: Context) -> None:
     checkpoints = CheckpointStore(out_dir)
     fingerprint = config_fingerprint(cfg.to_flower())
     start_round = 1
+    pending: RoundOutcome | None = None
     if (resumed := checkpoints.latest(fingerprint)) is not None:
         # Devices keep their own accountants; the server restores its model,
         # results, per-device records and client-level accountant, so no
@@ -96,6 +97,9 @@ def main(grid: Grid, context: Context) -> None:
         tracker.restore(resumed.results.get("privacy", {}).get("devices", {}))
         client_dp.load_state_dict(resumed.client_accountant)
         start_round = resumed.next_round
+        if resumed.pending_evaluation:
+            # Trained before the crash, its evaluation never came back: done first.
+            pending = RoundOutcome.from_training_entry(resumed.pending_evaluation, arrays)
         _say(f"resuming at round {start_round} from {checkpoints.directory}")
 
     settings = FederationSettings(
@@ -106,32 +110,42 @@ def main(grid: Grid, context: Context) -> None:
         max_update_norm=cfg.max_update_norm,
     )
 
-    def on_round(outcome: RoundOutcome, latest: Census) -> None:
+    def on_stage(done: RoundOutcome | None, trained: RoundOutcome | None, latest: Census) -> None:
+        # Everything spent so far: the headline never lags behind the ledger.
         results.person_level = _people(ledger, latest, cfg.delta)
-        entry = outcome.as_entry()
-        entry["person_epsilon"] = worst_person_epsilon(results.person_level)
-        results.add_round(entry)
         results.privacy = tracker.as_dict()
         results.client_level = client_dp.as_dict()
         results.devices = {d.device_id: d.role for d in latest.devices.values()}
         results.not_private_because = _not_private_because(cfg, latest)
-        save_model(outcome.arrays.to_torch_state_dict(), out_dir)
+        if done is not None:
+            entry = done.as_entry()
+            # The round's own point on the ε-UF1 curve: what was spent through it.
+            entry["person_epsilon"] = worst_person_epsilon(
+                _people(ledger, latest, cfg.delta, through_round=done.round)
+            )
+            results.add_round(entry)
+            save_model(done.arrays.to_torch_state_dict(), out_dir)
         results.save(out_dir)
-        plot_rounds(
-            [results.round_0, *results.rounds] if results.round_0 else results.rounds,
-            out_dir / PLOT_FILE,
-        )
+        if done is not None:
+            plot_rounds(
+                [results.round_0, *results.rounds] if results.round_0 else results.rounds,
+                out_dir / PLOT_FILE,
+            )
+        latest_round = trained or done
+        assert latest_round is not None
         checkpoints.save(
             Checkpoint(
-                round=outcome.round,
-                arrays=arrays_from_record(outcome.arrays),
+                round=latest_round.round,
+                arrays=arrays_from_record(latest_round.arrays),
                 strategy={"name": cfg.strategy},
                 client_accountant=client_dp.state_dict(),
                 results=results.to_json(),
                 config_fingerprint=fingerprint,
+                pending_evaluation=trained.training_entry() if trained is not None else {},
             )
         )
-        _progress(outcome, entry["person_epsilon"], cfg.num_server_rounds)
+        if done is not None:
+            _progress(done, results.rounds[-1]["person_epsilon"], cfg.num_server_rounds)
 
     # A pretrained start is scored before round 1, so the gain of federated training
     # shows; a random start is not (its score says nothing and would cost a release).
@@ -151,8 +165,9 @@ def main(grid: Grid, context: Context) -> None:
             census,
             settings,
             tracker,
-            on_round,
+            on_stage,
             privacy,
+            pending,
         )
     except PrivacyBudgetExhausted as exc:
         # A clean stop: every completed round is already on disk.
@@ -172,15 +187,24 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-def _people(ledger: ServerLedger, census: Census, delta: float) -> dict[str, dict[str, Any]]:
-    """Each device's person-level guarantee, recomputed from the signed entries.
+def _people(
+    ledger: ServerLedger, census: Census, delta: float, through_round: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each device's person-level guarantee, recomputed from the signed entries
+    (those of rounds up to ``through_round``, when given).
 
     A device that sent none (never sampled) has spent nothing: ε 0. A device
     that trains also counts the coordinator's client-level releases, which
     protect all its subjects (see :mod:`common.privacy.person_level`).
     """
-    client = client_level(ledger.chain.entries(), delta)
-    kept = ledger.device_entries()
+
+    def through(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if through_round is None:
+            return entries
+        return [e for e in entries if int(e["round"]) <= through_round]
+
+    client = client_level(through(ledger.chain.entries()), delta)
+    kept = {device: through(entries) for device, entries in ledger.device_entries().items()}
     # Every device answers for its people, also one never sampled (it spent nothing).
     devices = sorted({*kept, *(d.device_id for d in census.devices.values())})
     return {d: device_guarantee(kept.get(d, []), client, delta).as_dict() for d in devices}
