@@ -11,15 +11,20 @@ ServerApp and ClientApp (DP-SGD, held-out evaluation):
   worker (``fedmer device-worker``), so a message's ``flwr-clientapp``
   process only hands it on instead of importing torch and the device code;
 * ``floor``: the same real deployment running ``bench/flower_floor``, a Flower
-  App with fedmer's message stages (train to the training devices, evaluate
-  to the held-out one) and nothing done in them: Flower's own cost per round;
+  App with fedmer's message exchange (train to the training devices, and in
+  the same exchange evaluate to the held-out one) and nothing done in it:
+  Flower's own cost per round;
+* ``floor2``: the same no-op app with Flower's usual round of two stages
+  (train, then evaluate), to show what one exchange per round saves;
 * ``sim``: the same apps on Flower's Simulation Runtime (Ray backend),
   ``simulations.flower_runtime.run_flower_simulation``, one subject per device.
 
 ``N`` is the number of training devices; one more device holds out a subject
 for evaluation. Feature caches are warmed first, so no round pays for
 preprocessing. Times are the ServerApp's own per-round ``seconds`` from
-``results.json`` (census refresh + training + held-out evaluation).
+``results.json``: census refresh and training, with the previous round's
+held-out evaluation in the same exchange (the last round also pays for its
+own evaluation, alone after it; the floor app's last round likewise).
 
 Each point runs in a child process of its own (Ray and Flower keep global
 state), and every process the real deployment starts is stopped by PID.
@@ -45,6 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FLOOR_APP = Path(__file__).resolve().parent / "flower_floor"
 LABELS = {
     "floor": "real SuperNodes, Flower's floor (a no-op app)",
+    "floor2": "real SuperNodes, Flower's floor, two stages a round",
     "real": "real SuperNodes",
     "worker": "real SuperNodes, device workers",
     "sim": "simulation (Ray)",
@@ -61,8 +67,13 @@ def _warm(data_dir: Path, role: str) -> None:
 
 
 def run_real(
-    num_train: int, rounds: int, clips_per_class: int, workers: bool = False, floor: bool = False
+    num_train: int,
+    rounds: int,
+    clips_per_class: int,
+    workers: bool = False,
+    floor: str = "",
 ) -> dict:
+    """One real deployment; ``floor`` "riding" or "two" runs the no-op app instead."""
     from simulations.deployment import LocalDeployment
     from simulations.synthetic import CohortSpec, generate_cohort
 
@@ -86,7 +97,7 @@ def run_real(
             t0 = time.perf_counter()
             if floor:
                 out.mkdir()
-                run_config: dict[str, object] = {"out": str(out / "floor.json")}
+                run_config: dict[str, object] = {"out": str(out / "floor.json"), "stages": floor}
                 app = FLOOR_APP
             else:
                 run_config = {"local-epochs": 1, "round-timeout": 900.0, "out-dir": str(out)}
@@ -100,14 +111,16 @@ def run_real(
                 shutil.copytree(dep.logs, KEEP_LOGS, dirs_exist_ok=True)
         if floor:
             seconds = json.loads((out / "floor.json").read_text())["round_seconds"]
-            return _floor_point(num_train, seconds, total)
+            return _floor_point(
+                "floor" if floor == "riding" else "floor2", num_train, seconds, total
+            )
         results = json.loads((out / "results.json").read_text())
     return _point("worker" if workers else "real", num_train, results, total)
 
 
-def _floor_point(num_train: int, seconds: list[float], total: float) -> dict:
+def _floor_point(mode: str, num_train: int, seconds: list[float], total: float) -> dict:
     return {
-        "mode": "floor",
+        "mode": mode,
         "train_devices": num_train,
         "round_seconds": [round(s, 3) for s in seconds],
         "total_seconds": round(total, 1),
@@ -182,6 +195,9 @@ def main() -> None:
         "--floor", default="", help="training-device counts, the no-op app (Flower's floor)"
     )
     parser.add_argument(
+        "--floor2", default="", help="training-device counts, the no-op app, two stages a round"
+    )
+    parser.add_argument(
         "--worker", default="", help="training-device counts, real processes with device workers"
     )
     parser.add_argument("--sim", default="3,10,30", help="training-device counts, simulation")
@@ -201,7 +217,7 @@ def main() -> None:
                 args.rounds,
                 args.clips_per_class,
                 workers=mode == "worker",
-                floor=mode == "floor",
+                floor={"floor": "riding", "floor2": "two"}.get(mode, ""),
             )
         )
         print("RESULT " + json.dumps(point), flush=True)
@@ -210,7 +226,13 @@ def main() -> None:
     from bench.machine import describe_machine
 
     points = []
-    runs = (("floor", args.floor), ("real", args.real), ("worker", args.worker), ("sim", args.sim))
+    runs = (
+        ("floor", args.floor),
+        ("floor2", args.floor2),
+        ("real", args.real),
+        ("worker", args.worker),
+        ("sim", args.sim),
+    )
     for mode, counts in ((m, _ints(c)) for m, c in runs):
         for n in counts:
             point = _child(mode, n, args.rounds, args.clips_per_class)

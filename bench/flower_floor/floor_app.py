@@ -1,16 +1,20 @@
 """Flower's floor per round: fedmer's message stages with nothing done in them.
 
 The ServerApp asks every device its role once (as fedmer's census does), then
-runs rounds of the two stages a fedmer round has: a train message carrying the
-model's arrays to every training device, which sends them back, then an
-evaluate message carrying them to every held-out device, which answers with
-an empty reply. It polls for replies as fedmer's ServerApp does
-(``server.grid_view.PromptGrid``, every 0.2 s). The ClientApp computes nothing
-and imports nothing beyond Flower, so a round here costs only what Flower
-itself spends moving fedmer's messages: the SuperNodes' and the SuperExec's
-polling, the reply polling, one fresh ``flwr-clientapp`` process per message,
-and the transfer of each message's arrays (one object per array, fetched one
-by one). Round times go to the run config's ``out`` (JSON).
+runs rounds of the exchange a fedmer round has: a train message carrying the
+model's arrays to every training device, which sends them back, and, in the
+same exchange, an evaluate message carrying them to every held-out device
+(the previous round's model, whose evaluation rides with this round's
+training), which answers with an empty reply; the last round's evaluation
+follows alone, and counts in the last round. With ``stages = "two"`` a round
+is Flower's usual pair of stages instead: train, then evaluate. It polls for
+replies as fedmer's ServerApp does (``server.grid_view.PromptGrid``, every
+0.2 s). The ClientApp computes nothing and imports nothing beyond Flower, so
+a round here costs only what Flower itself spends moving fedmer's messages:
+the SuperNodes' and the SuperExec's polling, the reply polling, one fresh
+``flwr-clientapp`` process per message, and the transfer of each message's
+arrays (one object per array, fetched one by one). Round times go to the run
+config's ``out`` (JSON).
 """
 
 from __future__ import annotations
@@ -53,19 +57,31 @@ def main(grid: Grid, context: Context) -> None:
         time.sleep(0.2)
     roles = _roles(grid, sorted(grid.get_node_ids()))
     arrays = _model_arrays(str(context.run_config["model"]))
+    train = [n for n, r in roles.items() if r == "train"]
+    heldout = [n for n, r in roles.items() if r == "heldout"]
+    last = int(context.run_config["num-server-rounds"])
+    two_stages = str(context.run_config.get("stages", "riding")) == "two"
     seconds = []
-    for server_round in range(1, int(context.run_config["num-server-rounds"]) + 1):
+    for server_round in range(1, last + 1):
         start = time.perf_counter()
-        for stage, role_ in ((MessageType.TRAIN, "train"), (MessageType.EVALUATE, "heldout")):
-            nodes = [n for n, r in roles.items() if r == role_]
-            _exchange(grid, nodes, stage, server_round, arrays)
+        trains = [(n, MessageType.TRAIN) for n in train]
+        evaluations = [(n, MessageType.EVALUATE) for n in heldout]
+        if two_stages:
+            _exchange(grid, trains, server_round, arrays)
+            _exchange(grid, evaluations, server_round, arrays)
+        else:
+            _exchange(
+                grid, trains + (evaluations if server_round > 1 else []), server_round, arrays
+            )
+            if server_round == last:
+                _exchange(grid, evaluations, server_round, arrays)
         seconds.append(time.perf_counter() - start)
         print(f"[floor] round {server_round}: {seconds[-1]:.2f} s", flush=True)
     Path(str(context.run_config["out"])).write_text(json.dumps({"round_seconds": seconds}))
 
 
 def _roles(grid: Grid, nodes: list[int]) -> dict[int, str]:
-    replies = _exchange(grid, nodes, MessageType.QUERY, 0)
+    replies = _exchange(grid, [(n, MessageType.QUERY) for n in nodes], 0)
     return {m.metadata.src_node_id: str(m.content["info"]["role"]) for m in replies}
 
 
@@ -78,15 +94,19 @@ def _model_arrays(model: str) -> ArrayRecord:
 
 
 def _exchange(
-    grid: Grid, nodes: list[int], stage: str, server_round: int, arrays: ArrayRecord | None = None
+    grid: Grid,
+    sends: list[tuple[int, str]],
+    server_round: int,
+    arrays: ArrayRecord | None = None,
 ) -> list[Message]:
+    """One exchange: a message of the given type to each node, and every reply."""
     content = RecordDict() if arrays is None else RecordDict({"arrays": arrays})
     messages = [
         Message(content, dst_node_id=n, message_type=stage, group_id=str(server_round))
-        for n in nodes
+        for n, stage in sends
     ]
     replies = list(grid.send_and_receive(messages))
     failed = [m for m in replies if m.has_error()]
-    if failed or len(replies) != len(nodes):
-        raise RuntimeError(f"{stage} round {server_round}: {len(replies)} replies, {failed}")
+    if failed or len(replies) != len(sends):
+        raise RuntimeError(f"round {server_round}: {len(replies)} replies, {failed}")
     return replies

@@ -314,13 +314,19 @@ def test_coordinator_restart_resumes_at_round_2_with_the_same_supernodes(federat
     # ε is counted once per round: it grows strictly, with no reset and no repeat.
     eps = [r["epsilon"] for r in rounds]
     assert all(a < b for a, b in zip(eps, eps[1:])), eps
-    # On every device, the killed run spent nothing after its checkpointed round
-    # and the resumed run spent once per remaining round.
+    # On every training device, the killed run spent nothing after its checkpointed
+    # round and the resumed run spent once per remaining round. Round 1's checkpoint
+    # is written before its held-out evaluation (which rides with round 2's
+    # training), so the held-out device evaluates round 1 in the resumed run.
     resumed_run = json.loads((out / "ledger" / "manifest.json").read_text())["run_id"]
-    for node in nodes:
+    for node in nodes[:NUM_TRAIN]:
         spent = _rounds_spent(Path(str(node.extra["device"].node_config["state-dir"])))
         assert spent.get(killed_run) == list(range(1, first + 1)), (node.name, spent)
         assert spent.get(resumed_run) == list(range(first + 1, 3)), (node.name, spent)
+    for node in nodes[NUM_TRAIN:]:
+        spent = _rounds_spent(Path(str(node.extra["device"].node_config["state-dir"])))
+        assert spent.get(killed_run, []) in ([], list(range(1, first + 1))), (node.name, spent)
+        assert spent.get(resumed_run) == list(range(first, 3)), (node.name, spent)
     _assert_single_chains(out / "ledger", rounds=2)
 
 
@@ -353,5 +359,8 @@ def _assert_single_chains(ledger_dir: Path, rounds: int) -> None:
             assert entry["seq"] == seq and entry["prev_hash"] == prev, path
             assert signature_is_valid(entry), path
             prev = entry_hash(entry)
-        train_rounds = [e["round"] for e in entries if e["event"] in ("train", "release")]
-        assert len(train_rounds) == len(set(train_rounds)) <= rounds, (path, train_rounds)
+        # One spend per round of each run (a round trained before a crash and
+        # evaluated after it is two runs' entries).
+        spends = [(e["run_id"], e["round"]) for e in entries if e["event"] in ("train", "release")]
+        assert len(spends) == len(set(spends)), (path, spends)
+        assert len({r for _, r in spends}) <= rounds, (path, spends)
