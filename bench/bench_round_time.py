@@ -23,8 +23,8 @@ ServerApp and ClientApp (DP-SGD, held-out evaluation):
 for evaluation. Feature caches are warmed first, so no round pays for
 preprocessing. Times are the ServerApp's own per-round ``seconds`` from
 ``results.json``: census refresh and training, with the previous round's
-held-out evaluation in the same exchange (the last round also pays for its
-own evaluation, alone after it; the floor app's last round likewise).
+held-out evaluation in the same exchange (the last round's evaluation, alone
+after it, is in the whole run's time only; the floor app's likewise).
 
 Each point runs in a child process of its own (Ray and Flower keep global
 state), and every process the real deployment starts is stopped by PID.

@@ -10,6 +10,7 @@ example count.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from client.dp_training import DPSettings, device_seed, train_with_dp
@@ -26,6 +27,12 @@ from common.wire import TrainMetrics
 
 def train_round(model: nn.Module, ctx: RoundContext) -> tuple[TrainMetrics, str] | Refused:
     """Train ``model`` in place for one round; the metrics and the signed ledger line."""
+    # Subnormal floats (gradients of saturated units, ~1e-38) take the CPU's slow
+    # path: without flushing them to zero a round's backward passes grew ~1.8x
+    # slower by round 10 (docs/benchmarks.md). Flushing changes values only below
+    # 1.2e-38, far under any clipping bound or noise scale. Set here, not at
+    # import: it is a CPU flag of the thread that trains.
+    torch.set_flush_denormal(True)
     if ctx.node.single_person and ctx.data.num_subjects > 1:
         # The coordinator counts its client-level noise as this device's person's
         # guarantee only because the device said it holds one person.

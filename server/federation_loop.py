@@ -206,7 +206,8 @@ def run_rounds(
             on_stage(pending, outcome, census)
             pending = outcome
             if privacy.secagg is not None:
-                _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage)
+                # Its own stage, counted in the round (no later exchange carries it).
+                _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage, True)
                 pending = None
     except PrivacyBudgetExhausted:
         _evaluate_alone(pending, grid, strategy, census, settings, privacy, on_stage)
@@ -223,8 +224,14 @@ def _evaluate_alone(
     settings: FederationSettings,
     privacy: PrivacyControls,
     on_stage: StageHook,
+    counted: bool = False,
 ) -> None:
-    """Evaluate a trained round in a stage of its own (no training stage to ride with)."""
+    """Evaluate a trained round in a stage of its own (no training stage to ride with).
+
+    Its time is added to the round's ``seconds`` only when ``counted``: a round's
+    seconds are its exchange (its training with the previous round's
+    evaluation), so the last round's evaluation, alone after it, is logged
+    instead."""
     if pending is None:
         return
     started = time.monotonic()
@@ -232,7 +239,11 @@ def _evaluate_alone(
     messages = _evaluation_messages(grid, strategy, pending.arrays, census, turn, privacy.ledger)
     replies = list(grid.send_and_receive(messages, timeout=settings.timeout)) if messages else []
     pending.metrics = _evaluation_metrics(replies, messages, census, turn, settings, privacy.ledger)
-    pending.seconds += time.monotonic() - started
+    took = time.monotonic() - started
+    if counted:
+        pending.seconds += took
+    else:
+        log.info("round %d evaluated alone in %.2f s", pending.round, took)
     privacy.ledger.write_manifest(turn.run_id)
     on_stage(pending, None, census)
 

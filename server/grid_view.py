@@ -16,8 +16,12 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 # How often the ServerApp asks the SuperLink for replies. Flower's gRPC grid
-# sleeps 3 s between pulls, which costs up to 3 s per message stage (two per
-# round) however fast the devices answer; a pull is one small RPC.
+# sleeps 3 s between pulls, which costs up to 3 s per message exchange however
+# fast the devices answer; a pull is one small RPC. The wait starts short and
+# doubles up to REPLY_POLL_SECONDS while nothing arrives (and starts short again
+# after a reply), so a fast exchange (a simulated round, ~0.2 s) is not rounded
+# up to the next 0.2 s, and a slow one costs a few pulls more.
+FIRST_POLL_SECONDS = 0.01
 REPLY_POLL_SECONDS = 0.2
 
 
@@ -53,7 +57,8 @@ class GridView(Grid):
 
 
 class PromptGrid(GridView):
-    """Polls for replies every :data:`REPLY_POLL_SECONDS` instead of Flower's 3 s.
+    """Polls for replies from every :data:`FIRST_POLL_SECONDS` up to every
+    :data:`REPLY_POLL_SECONDS`, instead of Flower's 3 s.
 
     The same contract as Flower's ``send_and_receive``: push, then pull until
     every message has its reply or ``timeout`` seconds have passed (no
@@ -66,13 +71,17 @@ class PromptGrid(GridView):
         pending = set(self.push_messages(messages))
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []
+        wait = FIRST_POLL_SECONDS
         while pending:
             arrived = list(self.pull_messages(pending))
             replies.extend(arrived)
             pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
             if not pending or (deadline is not None and time.monotonic() >= deadline):
                 break
-            time.sleep(REPLY_POLL_SECONDS)
+            if arrived:
+                wait = FIRST_POLL_SECONDS
+            time.sleep(wait)
+            wait = min(2 * wait, REPLY_POLL_SECONDS)
         return replies
 
 

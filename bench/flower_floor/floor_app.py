@@ -6,7 +6,7 @@ model's arrays to every training device, which sends them back, and, in the
 same exchange, an evaluate message carrying them to every held-out device
 (the previous round's model, whose evaluation rides with this round's
 training), which answers with an empty reply; the last round's evaluation
-follows alone, and counts in the last round. With ``stages = "two"`` a round
+follows alone and, as in fedmer, is not counted in any round. With ``stages = "two"`` a round
 is Flower's usual pair of stages instead: train, then evaluate. It polls for
 replies as fedmer's ServerApp does (``server.grid_view.PromptGrid``, every
 0.2 s). The ClientApp computes nothing and imports nothing beyond Flower, so
@@ -73,10 +73,11 @@ def main(grid: Grid, context: Context) -> None:
             _exchange(
                 grid, trains + (evaluations if server_round > 1 else []), server_round, arrays
             )
-            if server_round == last:
-                _exchange(grid, evaluations, server_round, arrays)
         seconds.append(time.perf_counter() - start)
         print(f"[floor] round {server_round}: {seconds[-1]:.2f} s", flush=True)
+    if not two_stages:
+        # Alone after the last round and, as in fedmer, not counted in it.
+        _exchange(grid, evaluations, last, arrays)
     Path(str(context.run_config["out"])).write_text(json.dumps({"round_seconds": seconds}))
 
 

@@ -47,3 +47,34 @@ def test_a_missing_reply_ends_at_the_timeout_with_the_ones_that_came():
     replies = grid.send_and_receive([object()] * 3, timeout=1.0)  # type: ignore[list-item]
     assert [r.metadata.reply_to_message_id for r in replies] == ["m0", "m1"]
     assert 1.0 <= time.monotonic() - started < 1.0 + 2 * REPLY_POLL_SECONDS
+
+
+class _LateGrid(_SlowGrid):
+    """One reply, ready ``after`` seconds after the push (a fast simulated round)."""
+
+    def __init__(self, after: float) -> None:
+        super().__init__()
+        self.after = after
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        self.ready_at = time.monotonic() + self.after
+        return super().push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        if time.monotonic() < self.ready_at:
+            self.pulls += 1
+            return []
+        return super().pull_messages(message_ids)
+
+
+def test_a_fast_reply_is_not_rounded_up_to_the_long_interval():
+    inner = _LateGrid(after=0.03)
+    grid = PromptGrid(inner)  # type: ignore[arg-type]
+    started = time.monotonic()
+    replies = grid.send_and_receive([object()], timeout=60)  # type: ignore[list-item]
+    took = time.monotonic() - started
+    assert [r.metadata.reply_to_message_id for r in replies] == ["m0"]
+    # Waits of 0.01, 0.02, 0.04 s: the reply is fetched by about 0.07 s; polling
+    # at the long interval alone would fetch it at 0.2 s.
+    assert took < 0.18, took
+    assert inner.pulls <= 6  # and it took a handful of pulls, not one per millisecond
