@@ -47,11 +47,17 @@ from client.worker_link import (
 log = logging.getLogger(__name__)
 
 
-def serve(socket_path: Path, stop: threading.Event | None = None) -> None:
-    """Handle messages at ``socket_path`` until ``stop`` is set (or SIGTERM/SIGINT)."""
+def serve(socket_path: Path, stop: threading.Event | None = None, torch_threads: int = 1) -> None:
+    """Handle messages at ``socket_path`` until ``stop`` is set (or SIGTERM/SIGINT).
+
+    ``torch_threads`` caps torch's intra-op threads. One is the default: a
+    device's model and batches are small, so extra threads gain little, and
+    their spin-waits cost much when the cores are busy with the SuperNode's
+    processes (or, on loopback, with other devices').
+    """
     from client.client_app import app
 
-    _warm_up()
+    _warm_up(torch_threads)
     digest = code_digest()
     listener = _listen(socket_path)
     stop = stop or _stop_on_signals()
@@ -59,7 +65,12 @@ def serve(socket_path: Path, stop: threading.Event | None = None) -> None:
     # it, so a stop also connects once to let the loop see it.
     waker = threading.Thread(target=_wake_on_stop, args=(stop, socket_path), daemon=True)
     waker.start()
-    log.info("device worker ready at %s (device code %s)", socket_path, digest[:12])
+    log.info(
+        "device worker ready at %s (device code %s, torch threads %d)",
+        socket_path,
+        digest[:12],
+        torch_threads,
+    )
     try:
         while not stop.is_set():
             try:
@@ -76,9 +87,14 @@ def serve(socket_path: Path, stop: threading.Event | None = None) -> None:
         socket_path.unlink(missing_ok=True)
 
 
-def _warm_up() -> None:
+def _warm_up(torch_threads: int) -> None:
     """Import now what the first training message would otherwise pay for."""
     import dp_accounting  # noqa: F401  σ calibration
+    import torch
+
+    if torch_threads < 1:
+        raise DeviceWorkerError(f"--torch-threads must be at least 1, not {torch_threads}")
+    torch.set_num_threads(torch_threads)
 
     import client.training_round  # noqa: F401
 

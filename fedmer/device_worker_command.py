@@ -29,6 +29,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         required=True,
         help="Unix socket to serve (the node config's device-worker); its key is PATH.key",
     )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for training and evaluation (default: 1; the device's "
+        "model is small, and idle threads spin while the SuperNode's processes need the cores)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        serve(args.socket)
+        serve(args.socket, torch_threads=args.torch_threads)
     except DeviceWorkerError as err:
         print(f"fedmer device-worker: {err}")
         return 2

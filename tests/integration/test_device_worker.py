@@ -246,3 +246,22 @@ def test_a_second_worker_on_a_served_socket_refuses_to_start(worker):
     )
     assert out.returncode == 2
     assert f"a device worker already serves {worker}" in out.stdout
+
+
+def test_the_worker_caps_torch_threads_and_refuses_a_cap_below_one(worker):
+    # One thread by default: on a busy device, idle intra-op threads spin while the
+    # SuperNode's processes wait for the cores (deployment rounds ran slower with two).
+    log = worker.with_name("worker.log")
+    deadline = time.monotonic() + 30
+    while "torch threads" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"device worker ready at {worker} " in log.read_text()
+    assert "torch threads 1)" in log.read_text()
+    out = subprocess.run(
+        [str(BIN / "fedmer"), "device-worker", "--socket", str(worker), "--torch-threads", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "--torch-threads must be at least 1, not 0" in out.stdout
