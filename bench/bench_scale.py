@@ -5,9 +5,9 @@ real ServerApp and ClientApp in one process): the cross-device scenario, one
 synthetic subject per device (12 clips), each device training in the clear
 and the coordinator running client-level DP-FedAvg at ε = 8 over every device
 every round (no sampling, so each round does the same work for every device
-and the slope is the cost of one device). The cohorts are the frontier's (16,
-64, 256 and 1,024 subjects); 16 subjects are held out on one device (4 of the
-16-subject cohort). The cohort and the devices' feature caches are warmed by a first,
+and the slope is the cost of one device). By default the cohorts have 32, 80,
+272 and 1,040 subjects: 16 of them are held out on one device, so 16, 64, 256
+and 1,024 devices train (plus the held-out one). The cohort and the devices' feature caches are warmed by a first,
 untimed run of the same size, so no timed round pays for generation or
 preprocessing.
 
@@ -16,7 +16,7 @@ the mean of the warm rounds (2..R) per device count, the least-squares slope
 (seconds per device) and its R², and each point's peak resident memory
 (``ru_maxrss`` of the child process that ran it).
 
-    python -m bench.bench_scale [--subjects 16,64,256,1024] [--rounds 3]
+    python -m bench.bench_scale [--subjects 32,80,272,1040] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ def _slope(points: list[dict[str, float]]) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--subjects", default="16,64,256,1024", help="cohort sizes (one device each)")
+    p.add_argument(
+        "--subjects",
+        default="32,80,272,1040",
+        help="cohort sizes, one subject per device; 16 subjects (4 of 16) share the held-out device",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -44,13 +44,22 @@ def _stage(messages: Iterable[Message]) -> Stage:
 
 
 def _run(
-    fed: SmallFederation, dies_at: Callable[[Stage], bool] | None = None, **changes: object
+    fed: SmallFederation,
+    dies_at: Callable[[Stage], bool] | None = None,
+    queried: list[int] | None = None,
+    **changes: object,
 ) -> list[Stage]:
     stages: list[Stage] = []
 
     class RecordingGrid(InProcessGrid):
         def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
             batch = list(messages)
+            if queried is not None:
+                queried.extend(
+                    m.metadata.dst_node_id
+                    for m in batch
+                    if m.metadata.message_type == MessageType.QUERY
+                )
             if all(m.metadata.message_type != MessageType.QUERY for m in batch):
                 stages.append(_stage(batch))
                 if dies_at is not None and dies_at(stages[-1]):
@@ -87,9 +96,12 @@ def test_a_round_is_one_exchange(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     fed = small_federation(tmp_path_factory, mp, "rides", rounds=ROUNDS)
     # Person-level DP-SGD, so that every round's person-level ε is finite.
-    stages = _run(fed, dp_unit="subject")
+    queried: list[int] = []
+    stages = _run(fed, queried=queried, dp_unit="subject")
     mp.undo()
     n = len(fed.trainers)
+    # The census asks each device once per run, not once per round.
+    assert len(queried) == len(set(queried)) == len(fed.nodes)
     assert stages == [
         _train(n, 1),
         sorted(_evaluate(1) + _train(n, 2)),
