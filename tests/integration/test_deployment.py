@@ -199,8 +199,14 @@ def test_unregistered_key_and_plain_tcp_are_rejected(federation):
     # The SuperLink refused the unknown key (ApiError 2004) ...
     assert "No SuperNode found with the given public key" in dep.superlink.log()
     assert "[code: 2004] Failed to activate SuperNode" in federation.stranger.log()
-    # ... and the plain-TCP client never got an HTTP response from the TLS port.
-    assert "Server disconnected without sending a response" in federation.plain.log()
+    # ... and the plain-TCP client never got an HTTP response from the TLS port: the
+    # TLS server drops the connection on its first bytes, which the client sees as a
+    # disconnect or, when the drop races its write (a CI run), as a reset.
+    plain_log = federation.plain.log()
+    assert any(
+        reason in plain_log
+        for reason in ("Server disconnected without sending a response", "Connection reset by peer")
+    ), plain_log[-3000:]
     assert "could not establish a connection" in federation.plain.log(), federation.plain.log()[
         -3000:
     ]
