@@ -10,7 +10,7 @@ cohort (an untimed first run generates and prepares it on a fresh machine):
    its number; accounting whose work grew with the device's history showed
    as 2-6x here.
 
-    python -m bench.bench_default_run [--late-rounds 12] [--skip-warm-up]
+    python -m bench.bench_default_run [--skip-warm-up]
 """
 
 from __future__ import annotations
@@ -18,21 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.machine import describe_machine
-
-FEDMER = Path(sys.executable).parent / "fedmer"
+from simulations.flower_processes import BIN
 
 
 def _simulate(out_dir: Path, *flags: str) -> tuple[float, list[float]]:
     """Wall seconds of one ``fedmer simulate`` and its rounds' seconds."""
     started = time.perf_counter()
     subprocess.run(
-        [str(FEDMER), "simulate", "--out", str(out_dir), *flags],
+        [str(BIN / "fedmer"), "simulate", "--out", str(out_dir), *flags],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -50,7 +48,6 @@ def late_over_early(seconds: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--late-rounds", type=int, default=12)
     parser.add_argument(
         "--skip-warm-up", action="store_true", help="the default cohort is already cached"
     )
@@ -59,14 +56,14 @@ def main() -> None:
         if not args.skip_warm_up:
             _simulate(Path(tmp) / "warm-up", "--num-server-rounds", "1")
         wall, default_rounds = _simulate(Path(tmp) / "default")
-        _, rounds = _simulate(Path(tmp) / "late", "--num-server-rounds", str(args.late_rounds))
+        _, rounds = _simulate(Path(tmp) / "late", "--num-server-rounds", "12")
     print(f"machine: {describe_machine()}")
     print("| figure | value |")
     print("|---|---|")
     print(f"| `fedmer simulate` (defaults), wall | **{wall:.1f} s** |")
     print(f"| its rounds' seconds | {', '.join(f'{s:.2f}' for s in default_rounds)} |")
     print(
-        f"| `--num-server-rounds {args.late_rounds}`, slowest of rounds 10-12 / "
+        "| `--num-server-rounds 12`, slowest of rounds 10-12 / "
         f"slowest of rounds 2-4 | **{late_over_early(rounds):.2f}×** |"
     )
     print(f"| its rounds' seconds | {', '.join(f'{s:.2f}' for s in rounds)} |")

@@ -7,9 +7,9 @@ and the coordinator running client-level DP-FedAvg at ε = 8 over every device
 every round (no sampling, so each round does the same work for every device
 and the slope is the cost of one device). By default the cohorts have 32, 80,
 272 and 1,040 subjects: 16 of them are held out on one device, so 16, 64, 256
-and 1,024 devices train (plus the held-out one). The cohort and the devices' feature caches are warmed by a first,
-untimed run of the same size, so no timed round pays for generation or
-preprocessing.
+and 1,024 devices train (plus the held-out one). The cohort and the devices'
+feature caches are warmed by a first, untimed run of the same size, so no
+timed round pays for generation or preprocessing.
 
 Figures, from the ServerApp's own per-round ``seconds`` in ``results.json``:
 the mean of the warm rounds (2..R) per device count, the least-squares slope

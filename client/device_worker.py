@@ -55,6 +55,8 @@ def serve(socket_path: Path, stop: threading.Event | None = None, torch_threads:
     their spin-waits cost much when the cores are busy with the SuperNode's
     processes (or, on loopback, with other devices').
     """
+    if torch_threads < 1:
+        raise DeviceWorkerError(f"--torch-threads must be at least 1, not {torch_threads}")
     from client.client_app import app
 
     _warm_up(torch_threads)
@@ -92,8 +94,6 @@ def _warm_up(torch_threads: int) -> None:
     import dp_accounting  # noqa: F401  σ calibration
     import torch
 
-    if torch_threads < 1:
-        raise DeviceWorkerError(f"--torch-threads must be at least 1, not {torch_threads}")
     torch.set_num_threads(torch_threads)
 
     import client.training_round  # noqa: F401

@@ -26,6 +26,7 @@ from pathlib import Path
 import tomllib
 
 from simulations.flower_processes import (
+    BIN,
     offline_flower_env,
     stop_local_superlink,
     toml_value,
@@ -57,7 +58,7 @@ def flwr_run(
     with tempfile.TemporaryDirectory(prefix="fedmer-flwr-home-") as home:
         flwr_home = flwr_home or Path(home)
         write_local_connection(flwr_home, num_supernodes)
-        cmd = [str(Path(sys.executable).parent / "flwr"), "run", str(REPO_ROOT), "--stream"]
+        cmd = [str(BIN / "flwr"), "run", str(REPO_ROOT), "--stream"]
         if run_config:
             cmd += ["--run-config", " ".join(run_config)]
         try:

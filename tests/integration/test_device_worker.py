@@ -255,8 +255,9 @@ def test_the_worker_caps_torch_threads_and_refuses_a_cap_below_one(worker):
     deadline = time.monotonic() + 30
     while "torch threads" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert f"device worker ready at {worker} " in log.read_text()
-    assert "torch threads 1)" in log.read_text()
+    ready = log.read_text()
+    assert f"device worker ready at {worker} " in ready
+    assert "torch threads 1)" in ready
     out = subprocess.run(
         [str(BIN / "fedmer"), "device-worker", "--socket", str(worker), "--torch-threads", "0"],
         capture_output=True,
